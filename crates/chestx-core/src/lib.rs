@@ -1,0 +1,13 @@
+//! The vocabulary every other chestx crate speaks: the 14 ChestX-ray14 findings plus `No Finding`
+//! in their canonical order, the CheXpert label states, and boxes in image coordinates.
+//!
+//! This crate has no heavy dependencies on purpose: the labeler, imaging, evaluation and model crates
+//! all depend on it, and none of them should pay for the others.
+
+mod bbox;
+mod finding;
+mod label;
+
+pub use bbox::BBox;
+pub use finding::{Finding, ParseFindingError};
+pub use label::{LabelState, ReportLabels};

@@ -1,0 +1,485 @@
+//! Reading reports from the formats hospitals and datasets ship them in: CSV tables, OpenI XML files
+//! (loose, in folders, or inside the released `.tgz`), and folders of `.txt` reports.
+//!
+//! A reader never stops at a bad record: each record comes back as `Ok(Report)` or as a
+//! [`RecordError`] naming the file and record, so a batch can report it and carry on.
+
+use crate::text::Section;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// One report: an id, where it came from, and its text sources (CSV columns, XML sections, a file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub id: String,
+    /// `file`, `file:line` or `archive:member`, for messages.
+    pub origin: String,
+    pub sources: Vec<Source>,
+}
+
+/// One piece of report text. `section` is known for CSV columns and XML sections named after a
+/// section; `None` means free text whose headings are found by [`crate::text::split_sections`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub name: String,
+    pub section: Option<Section>,
+    pub text: String,
+}
+
+impl Report {
+    pub fn text_len(&self) -> usize {
+        self.sources.iter().map(|s| s.text.len()).sum()
+    }
+}
+
+/// A record that could not be read or is not fit to label.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}{}: {message}", id.as_ref().map(|i| format!(" (report {i})")).unwrap_or_default())]
+pub struct RecordError {
+    pub origin: String,
+    pub id: Option<String>,
+    pub message: String,
+}
+
+impl RecordError {
+    fn new(origin: impl Into<String>, id: Option<String>, message: impl Into<String>) -> Self {
+        RecordError {
+            origin: origin.into(),
+            id,
+            message: message.into(),
+        }
+    }
+}
+
+/// How to read inputs.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    /// CSV id column; default the first.
+    pub id_column: Option<String>,
+    /// CSV text columns; default `findings` and `impression` when present, else every other column.
+    pub text_columns: Option<Vec<String>>,
+    /// Reports longer than this are refused (a 10 MB "report" is a broken export, not a report).
+    pub max_report_bytes: usize,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            id_column: None,
+            text_columns: None,
+            max_report_bytes: 1 << 20,
+        }
+    }
+}
+
+pub type ReadResult = Result<Report, RecordError>;
+
+/// Read every report under the given paths (files or folders, recursively, in sorted order).
+pub fn read_inputs(paths: &[PathBuf], opts: &ReadOptions) -> Vec<ReadResult> {
+    let mut out = Vec::new();
+    for p in paths {
+        read_path(p, opts, true, &mut out);
+    }
+    out
+}
+
+fn read_path(path: &Path, opts: &ReadOptions, explicit: bool, out: &mut Vec<ReadResult>) {
+    let shown = path.display().to_string();
+    if path.is_dir() {
+        let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
+            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+            Err(e) => {
+                out.push(Err(RecordError::new(
+                    shown,
+                    None,
+                    format!("cannot read folder: {e}"),
+                )));
+                return;
+            }
+        };
+        entries.sort();
+        for e in entries {
+            read_path(&e, opts, false, out);
+        }
+        return;
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let kind = if name.ends_with(".csv") {
+        "csv"
+    } else if name.ends_with(".xml") {
+        "xml"
+    } else if name.ends_with(".txt") {
+        "txt"
+    } else if name.ends_with(".tgz") || name.ends_with(".tar.gz") || name.ends_with(".tar") {
+        "tar"
+    } else if explicit {
+        out.push(Err(RecordError::new(
+            shown,
+            None,
+            "unknown input type (expected .csv, .xml, .txt, .tgz/.tar.gz/.tar or a folder)",
+        )));
+        return;
+    } else {
+        return; // Unrelated files in a folder (README, images) are not reports.
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            out.push(Err(RecordError::new(
+                shown,
+                None,
+                format!("cannot read file: {e}"),
+            )));
+            return;
+        }
+    };
+    let stem = file_stem(&name);
+    match kind {
+        "csv" => read_csv(&bytes, &shown, opts, out),
+        "xml" => out.push(parse_openi_xml(&bytes, &shown, &stem).and_then(|r| check(r, opts))),
+        "txt" => out.push(read_txt(&bytes, &shown, &stem).and_then(|r| check(r, opts))),
+        _ => read_tar(&bytes, name.ends_with(".tar"), &shown, opts, out),
+    }
+}
+
+fn file_stem(name: &str) -> String {
+    let base = name.rsplit('/').next().unwrap_or(name);
+    base.split_once('.').map_or(base, |(s, _)| s).to_string()
+}
+
+/// Refuse reports that are empty or implausibly large.
+fn check(r: Report, opts: &ReadOptions) -> ReadResult {
+    let len = r.text_len();
+    if r.sources.iter().all(|s| s.text.trim().is_empty()) {
+        return Err(RecordError::new(
+            r.origin,
+            Some(r.id),
+            "empty report: no text in the report's text fields",
+        ));
+    }
+    if len > opts.max_report_bytes {
+        return Err(RecordError::new(
+            r.origin,
+            Some(r.id),
+            format!(
+                "report is {len} bytes, over the limit of {} bytes (--max-report-bytes)",
+                opts.max_report_bytes
+            ),
+        ));
+    }
+    Ok(r)
+}
+
+fn read_txt(bytes: &[u8], origin: &str, stem: &str) -> ReadResult {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        RecordError::new(
+            origin,
+            Some(stem.to_string()),
+            format!("not UTF-8 text (bad byte at offset {})", e.valid_up_to()),
+        )
+    })?;
+    Ok(Report {
+        id: stem.to_string(),
+        origin: origin.to_string(),
+        sources: vec![Source {
+            name: "text".into(),
+            section: None,
+            text: text.to_string(),
+        }],
+    })
+}
+
+fn read_csv(bytes: &[u8], origin: &str, opts: &ReadOptions, out: &mut Vec<ReadResult>) {
+    let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(bytes);
+    let headers: Vec<String> = match rdr.byte_headers() {
+        Ok(h) => h
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).trim().to_string())
+            .collect(),
+        Err(e) => {
+            out.push(Err(RecordError::new(
+                origin,
+                None,
+                format!("cannot read CSV header: {e}"),
+            )));
+            return;
+        }
+    };
+    let find = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let id_col = match &opts.id_column {
+        Some(c) => match find(c) {
+            Some(i) => i,
+            None => {
+                out.push(Err(RecordError::new(
+                    origin,
+                    None,
+                    format!("no id column {c:?} in header {headers:?}"),
+                )));
+                return;
+            }
+        },
+        None => 0,
+    };
+    let text_cols: Vec<usize> = match &opts.text_columns {
+        Some(cols) => {
+            let mut v = Vec::new();
+            for c in cols {
+                match find(c) {
+                    Some(i) => v.push(i),
+                    None => {
+                        out.push(Err(RecordError::new(
+                            origin,
+                            None,
+                            format!("no text column {c:?} in header {headers:?}"),
+                        )));
+                        return;
+                    }
+                }
+            }
+            v
+        }
+        None => {
+            let named: Vec<usize> = ["findings", "impression"]
+                .iter()
+                .filter_map(|c| find(c))
+                .collect();
+            if named.is_empty() {
+                (0..headers.len()).filter(|&i| i != id_col).collect()
+            } else {
+                named
+            }
+        }
+    };
+    let mut rec = csv::ByteRecord::new();
+    loop {
+        let line = rdr.position().line();
+        let here = format!("{origin}:{line}");
+        match rdr.read_byte_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                let fatal = matches!(e.kind(), csv::ErrorKind::Io(_));
+                out.push(Err(RecordError::new(
+                    here,
+                    None,
+                    format!("malformed CSV row: {e}"),
+                )));
+                if fatal {
+                    break;
+                }
+                continue;
+            }
+        }
+        let id = match rec.get(id_col).map(std::str::from_utf8) {
+            Some(Ok(s)) if !s.trim().is_empty() => s.trim().to_string(),
+            Some(Ok(_)) | None => {
+                out.push(Err(RecordError::new(
+                    here,
+                    None,
+                    "row has an empty report id",
+                )));
+                continue;
+            }
+            Some(Err(_)) => {
+                out.push(Err(RecordError::new(here, None, "report id is not UTF-8")));
+                continue;
+            }
+        };
+        let mut sources = Vec::with_capacity(text_cols.len());
+        let mut bad = None;
+        for &c in &text_cols {
+            let raw = rec.get(c).unwrap_or_default();
+            match std::str::from_utf8(raw) {
+                Ok(t) => sources.push(Source {
+                    name: headers[c].clone(),
+                    section: Section::from_heading(&headers[c]).filter(|s| *s != Section::Other),
+                    text: t.to_string(),
+                }),
+                Err(e) => {
+                    bad = Some(format!(
+                        "column {:?} is not UTF-8 (bad byte at offset {})",
+                        headers[c],
+                        e.valid_up_to()
+                    ));
+                    break;
+                }
+            }
+        }
+        let result = match bad {
+            Some(msg) => Err(RecordError::new(here, Some(id), msg)),
+            None => check(
+                Report {
+                    id,
+                    origin: here,
+                    sources,
+                },
+                opts,
+            ),
+        };
+        out.push(result);
+    }
+}
+
+/// Parse one OpenI XML report: the id from `<uId id="CXR…"/>` (else the file stem), the text from
+/// each `<AbstractText Label="…">`.
+pub fn parse_openi_xml(bytes: &[u8], origin: &str, stem: &str) -> ReadResult {
+    use quick_xml::events::Event;
+    let fail = |msg: String| RecordError::new(origin, Some(stem.to_string()), msg);
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Err(fail(format!(
+            "not UTF-8 (bad byte at offset {})",
+            e.valid_up_to()
+        )));
+    }
+    let mut reader = quick_xml::Reader::from_reader(bytes);
+    let mut id = None;
+    let mut sources = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    let mut buf = Vec::new();
+    let mut saw_root = false;
+    loop {
+        let ev = reader.read_event_into(&mut buf).map_err(|e| {
+            fail(format!(
+                "malformed XML at byte {}: {e}",
+                reader.buffer_position()
+            ))
+        })?;
+        match ev {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                saw_root = true;
+                let name = e.name();
+                if name.as_ref() == b"uId" {
+                    if let Some(a) = e.try_get_attribute("id").ok().flatten() {
+                        id = Some(String::from_utf8_lossy(&a.value).into_owned());
+                    }
+                } else if name.as_ref() == b"AbstractText" && matches!(ev, Event::Start(_)) {
+                    let label = e
+                        .try_get_attribute("Label")
+                        .ok()
+                        .flatten()
+                        .map(|a| String::from_utf8_lossy(&a.value).into_owned())
+                        .unwrap_or_else(|| "text".into());
+                    current = Some((label, String::new()));
+                }
+            }
+            Event::Text(t) => {
+                if let Some((_, text)) = current.as_mut() {
+                    let s = t
+                        .unescape()
+                        .map_err(|e| fail(format!("bad XML text: {e}")))?;
+                    text.push_str(&s);
+                }
+            }
+            Event::CData(t) => {
+                if let Some((_, text)) = current.as_mut() {
+                    text.push_str(&String::from_utf8_lossy(&t));
+                }
+            }
+            Event::End(e) if e.name().as_ref() == b"AbstractText" => {
+                if let Some((label, text)) = current.take() {
+                    let section = Section::from_heading(&label).filter(|s| *s != Section::Other);
+                    sources.push(Source {
+                        name: label.to_ascii_lowercase(),
+                        section,
+                        text,
+                    });
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    if !saw_root {
+        return Err(fail("no XML elements in file".into()));
+    }
+    if current.is_some() {
+        return Err(fail("XML ends inside an <AbstractText> element".into()));
+    }
+    Ok(Report {
+        id: id.unwrap_or_else(|| stem.to_string()),
+        origin: origin.to_string(),
+        sources,
+    })
+}
+
+fn read_tar(
+    bytes: &[u8],
+    plain: bool,
+    origin: &str,
+    opts: &ReadOptions,
+    out: &mut Vec<ReadResult>,
+) {
+    let reader: Box<dyn Read + '_> = if plain {
+        Box::new(bytes)
+    } else {
+        Box::new(flate2::read::GzDecoder::new(BufReader::new(bytes)))
+    };
+    let mut archive = tar::Archive::new(reader);
+    let entries = match archive.entries() {
+        Ok(e) => e,
+        Err(e) => {
+            out.push(Err(RecordError::new(
+                origin,
+                None,
+                format!("cannot read archive: {e}"),
+            )));
+            return;
+        }
+    };
+    let mut members = Vec::new();
+    for entry in entries {
+        let mut entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                out.push(Err(RecordError::new(
+                    origin,
+                    None,
+                    format!("corrupt archive: {e}"),
+                )));
+                break;
+            }
+        };
+        let member = entry
+            .path()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let lower = member.to_ascii_lowercase();
+        if !(lower.ends_with(".xml") || lower.ends_with(".txt")) {
+            continue;
+        }
+        let here = format!("{origin}:{member}");
+        let mut data = Vec::new();
+        if let Err(e) = entry.read_to_end(&mut data) {
+            out.push(Err(RecordError::new(
+                here,
+                None,
+                format!("cannot read archive member: {e}"),
+            )));
+            continue;
+        }
+        members.push((member, lower, here, data));
+    }
+    // Archive order is whatever the packer chose; sort for a stable output order.
+    members.sort_by(|a, b| natural_key(&a.0).cmp(&natural_key(&b.0)));
+    for (_, lower, here, data) in members {
+        let stem = file_stem(&lower);
+        let r = if lower.ends_with(".xml") {
+            parse_openi_xml(&data, &here, &stem)
+        } else {
+            read_txt(&data, &here, &stem)
+        };
+        out.push(r.and_then(|r| check(r, opts)));
+    }
+}
+
+/// Sort key that orders "2.xml" before "10.xml".
+fn natural_key(s: &str) -> (String, u64, String) {
+    let base = s.rsplit('/').next().unwrap_or(s);
+    let digits: String = base.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let dir = s[..s.len() - base.len()].to_string();
+    (dir, digits.parse().unwrap_or(u64::MAX), base.to_string())
+}

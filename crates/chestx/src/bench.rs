@@ -1,0 +1,95 @@
+//! `chestx bench`: throughput benchmarks that print their numbers on this machine.
+
+use crate::label::write_row;
+use anyhow::{bail, Result};
+use chestx_report::{read_inputs, Labeler, ReadOptions};
+use clap::{Args, Subcommand};
+use rayon::prelude::*;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: BenchWhat,
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// Label the OpenI development reports, repeated, and print reports/s (one thread and all threads).
+    Label {
+        /// Reports to label (default: $CHESTX_DATA/openi/reports.csv, else ../shared/data/openi/reports.csv).
+        #[arg(long)]
+        reports: Option<PathBuf>,
+        /// Repeat the reports until at least this many are labelled.
+        #[arg(long, default_value_t = 200_000)]
+        min_reports: usize,
+    },
+}
+
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("CHESTX_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("../shared/data"))
+}
+
+pub fn run(a: BenchArgs) -> Result<ExitCode> {
+    match a.what {
+        BenchWhat::Label {
+            reports,
+            min_reports,
+        } => bench_label(reports, min_reports),
+    }
+}
+
+fn bench_label(reports: Option<PathBuf>, min_reports: usize) -> Result<ExitCode> {
+    let path = reports.unwrap_or_else(|| data_dir().join("openi/reports.csv"));
+    let base: Vec<_> = read_inputs(std::slice::from_ref(&path), &ReadOptions::default())
+        .into_iter()
+        .filter_map(Result::ok)
+        .collect();
+    if base.is_empty() {
+        bail!("no reports read from {}", path.display());
+    }
+    let reps = min_reports.div_ceil(base.len());
+    let all: Vec<_> = (0..reps).flat_map(|_| base.iter().cloned()).collect();
+    let bytes: usize = all.iter().map(|r| r.text_len()).sum();
+    let labeler = Labeler::with_defaults();
+    // Label and format each CSV row, as `chestx label` does; reading is not timed.
+    let work = |r: &chestx_report::Report| -> usize {
+        let l = labeler.label(r);
+        let mut w = csv::Writer::from_writer(Vec::with_capacity(64));
+        write_row(&mut w, &r.id, &l, None).expect("in-memory write");
+        w.into_inner().map(|v| v.len()).unwrap_or(0)
+    };
+    // Warm-up.
+    all.iter().take(2_000).for_each(|r| {
+        work(r);
+    });
+    println!(
+        "bench label: {} reports ({} distinct from {}), {:.1} MB of text",
+        all.len(),
+        base.len(),
+        path.display(),
+        bytes as f64 / 1e6
+    );
+    let t = Instant::now();
+    let n1 = all.len().min(50_000);
+    let out1: usize = all[..n1].iter().map(work).sum();
+    let one = n1 as f64 / t.elapsed().as_secs_f64();
+    let threads = rayon::current_num_threads();
+    let t = Instant::now();
+    let out: usize = all.par_iter().map(work).sum();
+    let secs = t.elapsed().as_secs_f64();
+    let many = all.len() as f64 / secs;
+    println!("  1 thread : {one:>10.0} reports/s");
+    println!("  {threads} threads: {many:>10.0} reports/s  ({:.2} s for {} reports, {:.0} MB/s, {:.2}x one thread)", secs, all.len(), bytes as f64 / secs / 1e6, many / one);
+    println!(
+        "  goal     : {:>10} reports/s -> {}",
+        100_000,
+        if many >= 100_000.0 { "met" } else { "NOT met" }
+    );
+    std::hint::black_box((out, out1));
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,58 @@
+//! `chestx`: the command line. It parses arguments, wires the library crates together and reports
+//! progress and errors; the science lives in the library crates.
+
+mod bench;
+mod label;
+mod output;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "chestx",
+    version,
+    about = "ChestX-ray8, rebuilt: report mining, datasets, weakly supervised localization"
+)]
+struct Cli {
+    /// Worker threads (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Label radiology reports with the 14 findings and No Finding (CheXpert 1/0/-1/blank convention).
+    Label(label::LabelArgs),
+    /// Score a labels CSV against gold labels: per-finding precision, recall, F1 and micro averages.
+    LabelEval(label::LabelEvalArgs),
+    /// Benchmarks that print throughput on this machine.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        if let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+        {
+            eprintln!("error: cannot set up {n} threads: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let result = match cli.command {
+        Command::Label(a) => label::run_label(a),
+        Command::LabelEval(a) => label::run_label_eval(a),
+        Command::Bench(a) => bench::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
