@@ -464,7 +464,7 @@ fn read_tar(
         members.push((member, lower, here, data));
     }
     // Archive order is whatever the packer chose; sort for a stable output order.
-    members.sort_by(|a, b| natural_key(&a.0).cmp(&natural_key(&b.0)));
+    members.sort_by_key(|m| natural_key(&m.0));
     for (_, lower, here, data) in members {
         let stem = file_stem(&lower);
         let r = if lower.ends_with(".xml") {

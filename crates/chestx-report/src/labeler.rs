@@ -235,9 +235,8 @@ impl Labeler {
     ) {
         let mut used_modifier = vec![false; toks.len()];
         for (i, t) in toks.iter().enumerate() {
-            let hedged = matches!(t.kind, Kind::Hedged(_));
             let (finding, lo, hi, span) = match t.kind {
-                Kind::Mention(f) | Kind::Hedged(f) => (Some(f), i, i, t.start..t.end),
+                Kind::Mention(f) => (Some(f), i, i, t.start..t.end),
                 Kind::Other => (None, i, i, t.start..t.end),
                 Kind::Head(c) => match self.pair_compound(text, toks, i, c, &used_modifier) {
                     Some(j) => {
@@ -260,10 +259,6 @@ impl Labeler {
                     };
                     let phrase = &self.rules.patterns[toks[c].pattern].phrase;
                     (state, Some(format!("{}:{}", k.tag(), phrase)))
-                }
-                None if hedged => {
-                    let phrase = &self.rules.patterns[t.pattern].phrase;
-                    (LabelState::Uncertain, Some(format!("hedged:{phrase}")))
                 }
                 None => (LabelState::Positive, None),
             };

@@ -55,10 +55,11 @@ pub struct PhraseList {
 pub struct FindingRules {
     #[serde(default)]
     pub phrases: Vec<String>,
-    /// Signs that suggest the finding without asserting it ("blunting of the costophrenic angle" for
-    /// an effusion): at most uncertain, negative when negated.
+    /// Signs that suggest the finding without naming it ("blunting of the costophrenic angle" for an
+    /// effusion, "vascular congestion" for edema). Listed with the finding for the reader, they count
+    /// as an abnormality outside the 14: the OpenI gold and radiologists do not read them as the finding.
     #[serde(default)]
-    pub hedged: Vec<String>,
+    pub signs: Vec<String>,
     #[serde(default)]
     pub compound: Vec<Compound>,
 }
@@ -101,7 +102,6 @@ pub struct Triggers {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Mention(Finding),
-    Hedged(Finding),
     Other,
     Ignore,
     Head(u16),
@@ -197,9 +197,7 @@ impl Rules {
                 }
                 let key = (phrase.to_ascii_lowercase(), prefix);
                 if let Some(first) = seen.get(&key) {
-                    if first != ctx
-                        || !matches!(kind, Kind::Mention(_) | Kind::Hedged(_) | Kind::Other)
-                    {
+                    if first != ctx || !matches!(kind, Kind::Mention(_) | Kind::Other) {
                         return Err(RulesError::Duplicate {
                             phrase: p.to_string(),
                             first: first.clone(),
@@ -225,7 +223,7 @@ impl Rules {
                 return Err(RulesError::UnknownFinding(name.clone()));
             }
             add(Kind::Mention(finding), &fr.phrases, name)?;
-            add(Kind::Hedged(finding), &fr.hedged, name)?;
+            add(Kind::Other, &fr.signs, name)?;
             for c in &fr.compound {
                 let id = compounds.len() as u16;
                 compounds.push(CompiledCompound {

@@ -180,7 +180,13 @@ pub fn sentences(text: &str) -> Vec<Range<usize>> {
                     && i > 0
                     && b[i - 1].is_ascii_digit()
                     && next.is_some_and(|n| n.is_ascii_digit());
-                !digit_around && next.is_none_or(|n| n.is_ascii_whitespace() || n == b'.')
+                // "1." opening a numbered item is not a sentence of its own.
+                let seg = text[start..i].trim();
+                let list_marker =
+                    c == b'.' && !seg.is_empty() && seg.bytes().all(|d| d.is_ascii_digit());
+                !digit_around
+                    && !list_marker
+                    && next.is_none_or(|n| n.is_ascii_whitespace() || n == b'.')
             }
             _ => false,
         };
