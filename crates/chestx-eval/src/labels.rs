@@ -295,9 +295,10 @@ mod tests {
             &[("1", &[Edema, Mass]), ("2", &[Edema]), ("3", &[Hernia])],
         );
         let s = score_labels(&gold, &pred);
-        let edema = &s.per_finding[0];
+        let by = |n: &str| s.per_finding.iter().find(|f| f.finding == n).unwrap();
+        let edema = by("Edema");
         assert_eq!((edema.tp, edema.fp, edema.fn_), (2, 0, 0));
-        let mass = &s.per_finding[1];
+        let mass = by("Mass");
         assert_eq!((mass.tp, mass.fp, mass.fn_), (0, 1, 1));
         // Hernia has no gold positives: excluded from the first micro average only.
         assert_eq!(

@@ -1,6 +1,7 @@
 //! `chestx`: the command line. It parses arguments, wires the library crates together and reports
 //! progress and errors; the science lives in the library crates.
 
+mod auc;
 mod bench;
 mod label;
 mod output;
@@ -28,6 +29,8 @@ enum Command {
     Label(label::LabelArgs),
     /// Score a labels CSV against gold labels: per-finding precision, recall, F1 and micro averages.
     LabelEval(label::LabelEvalArgs),
+    /// Per-class ROC AUC with 95% bootstrap intervals for any model's predictions.
+    Auc(auc::AucArgs),
     /// Benchmarks that print throughput on this machine.
     Bench(bench::BenchArgs),
 }
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Label(a) => label::run_label(a),
         Command::LabelEval(a) => label::run_label_eval(a),
+        Command::Auc(a) => auc::run(a),
         Command::Bench(a) => bench::run(a),
     };
     match result {

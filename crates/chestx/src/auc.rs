@@ -1,0 +1,122 @@
+//! `chestx auc`: per-class ROC AUC (with bootstrap intervals) for any model's predictions.
+
+use crate::output::write_atomic;
+use anyhow::{bail, Result};
+use chestx_eval::{bootstrap_auc_ci, read_data_entry_labels, read_predictions_table, roc_auc};
+use clap::Args;
+use rayon::prelude::*;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct AucArgs {
+    /// Predictions CSV: image name first, then `prob_<Finding>` or `<Finding>` columns.
+    #[arg(long)]
+    pred: PathBuf,
+    /// Labels: an NIH Data_Entry CSV (plain or .gz) with `Image Index` and `Finding Labels`.
+    #[arg(long)]
+    labels: PathBuf,
+    /// Bootstrap resamples for the 95% intervals (0 to skip).
+    #[arg(long, default_value_t = 1000)]
+    bootstrap: usize,
+    /// Seed of the bootstrap resampling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Also write the table as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Also write the table as Markdown.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+}
+
+#[derive(serde::Serialize)]
+struct ClassAuc {
+    finding: String,
+    positives: usize,
+    negatives: usize,
+    auc: Option<f64>,
+    ci95: Option<(f64, f64)>,
+}
+
+#[derive(serde::Serialize)]
+struct AucReport {
+    images: usize,
+    classes: Vec<ClassAuc>,
+    mean_auc: f64,
+}
+
+pub fn run(a: AucArgs) -> Result<ExitCode> {
+    let labels = read_data_entry_labels(&a.labels)?;
+    let preds = read_predictions_table(&a.pred)?;
+    let missing: Vec<&str> = preds
+        .rows
+        .iter()
+        .filter(|(id, _)| !labels.contains_key(id))
+        .map(|(id, _)| id.as_str())
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "{} of {} predicted images have no row in {} (first: {})",
+            missing.len(),
+            preds.rows.len(),
+            a.labels.display(),
+            missing[0]
+        );
+    }
+    let classes: Vec<ClassAuc> = preds
+        .findings
+        .par_iter()
+        .enumerate()
+        .map(|(c, f)| {
+            let scores: Vec<f64> = preds.rows.iter().map(|r| r.1[c]).collect();
+            let truth: Vec<bool> = preds.rows.iter().map(|r| labels[&r.0][f.index()]).collect();
+            let positives = truth.iter().filter(|&&t| t).count();
+            ClassAuc {
+                finding: f.name().to_string(),
+                positives,
+                negatives: truth.len() - positives,
+                auc: roc_auc(&scores, &truth),
+                ci95: bootstrap_auc_ci(
+                    &scores,
+                    &truth,
+                    a.bootstrap,
+                    0.95,
+                    a.seed.wrapping_add(c as u64),
+                ),
+            }
+        })
+        .collect();
+    let valid: Vec<f64> = classes.iter().filter_map(|c| c.auc).collect();
+    let report = AucReport {
+        images: preds.rows.len(),
+        mean_auc: valid.iter().sum::<f64>() / valid.len().max(1) as f64,
+        classes,
+    };
+    let mut md = format!(
+        "{} images\n\n| finding | positives | AUC | 95% CI |\n|---|---:|---:|---|\n",
+        report.images
+    );
+    for c in &report.classes {
+        let auc = c
+            .auc
+            .map_or("n/a (one class)".into(), |x| format!("{x:.4}"));
+        let ci = c
+            .ci95
+            .map_or(String::from("-"), |(l, h)| format!("{l:.4}–{h:.4}"));
+        md.push_str(&format!(
+            "| {} | {} | {auc} | {ci} |\n",
+            c.finding, c.positives
+        ));
+    }
+    md.push_str(&format!("| **mean** | | **{:.4}** | |\n", report.mean_auc));
+    print!("{md}");
+    if let Some(p) = &a.markdown {
+        write_atomic(p, |w| Ok(w.write_all(md.as_bytes())?))?;
+    }
+    if let Some(p) = &a.json {
+        write_atomic(p, |w| Ok(serde_json::to_writer_pretty(w, &report)?))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
