@@ -5,7 +5,6 @@ use anyhow::{bail, Result};
 use chestx_eval::{bootstrap_auc_ci, read_data_entry_labels, read_predictions_table, roc_auc};
 use clap::Args;
 use rayon::prelude::*;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
