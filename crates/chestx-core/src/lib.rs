@@ -6,6 +6,7 @@
 
 mod bbox;
 mod finding;
+pub mod io;
 mod label;
 
 pub use bbox::BBox;

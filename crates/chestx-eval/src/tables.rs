@@ -20,12 +20,8 @@ fn bad(path: &Path, msg: impl Into<String>) -> TableError {
 }
 
 fn open_csv(path: &Path) -> Result<csv::Reader<Box<dyn Read>>, TableError> {
-    let f = std::fs::File::open(path).map_err(|e| bad(path, format!("cannot open: {e}")))?;
-    let r: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
-        Box::new(flate2::read::GzDecoder::new(std::io::BufReader::new(f)))
-    } else {
-        Box::new(std::io::BufReader::new(f))
-    };
+    let r =
+        chestx_core::io::open_maybe_gz(path).map_err(|e| bad(path, format!("cannot open: {e}")))?;
     Ok(csv::ReaderBuilder::new().flexible(true).from_reader(r))
 }
 
