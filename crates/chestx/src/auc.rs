@@ -1,6 +1,6 @@
 //! `chestx auc`: per-class ROC AUC (with bootstrap intervals) for any model's predictions.
 
-use crate::output::write_atomic;
+use crate::output::emit_report;
 use anyhow::{bail, Result};
 use chestx_eval::{bootstrap_auc_ci, read_data_entry_labels, read_predictions_table, roc_auc};
 use clap::Args;
@@ -110,12 +110,6 @@ pub fn run(a: AucArgs) -> Result<ExitCode> {
         ));
     }
     md.push_str(&format!("| **mean** | | **{:.4}** | |\n", report.mean_auc));
-    print!("{md}");
-    if let Some(p) = &a.markdown {
-        write_atomic(p, |w| Ok(w.write_all(md.as_bytes())?))?;
-    }
-    if let Some(p) = &a.json {
-        write_atomic(p, |w| Ok(serde_json::to_writer_pretty(w, &report)?))?;
-    }
+    emit_report(&md, &report, a.markdown.as_deref(), a.json.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }

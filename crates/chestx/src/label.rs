@@ -1,6 +1,6 @@
 //! `chestx label` and `chestx label-eval`.
 
-use crate::output::{progress, write_atomic};
+use crate::output::{emit_report, progress, write_atomic};
 use anyhow::{bail, Context, Result};
 use chestx_core::{Finding, LabelState};
 use chestx_eval::{read_gold, read_predictions, score_labels};
@@ -280,13 +280,11 @@ pub fn run_label_eval(a: LabelEvalArgs) -> Result<ExitCode> {
             }
         );
     }
-    let md = s.to_markdown();
-    print!("{md}");
-    if let Some(p) = &a.markdown {
-        write_atomic(p, |w| Ok(w.write_all(md.as_bytes())?))?;
-    }
-    if let Some(p) = &a.json {
-        write_atomic(p, |w| Ok(serde_json::to_writer_pretty(w, &s)?))?;
-    }
+    emit_report(
+        &s.to_markdown(),
+        &s,
+        a.markdown.as_deref(),
+        a.json.as_deref(),
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -44,3 +44,20 @@ pub fn progress(len: u64, what: &str, min_len: u64) -> ProgressBar {
     pb.set_message(what.to_string());
     pb
 }
+
+/// Print a Markdown table and write it, and its JSON form, where asked.
+pub fn emit_report(
+    markdown: &str,
+    value: &impl serde::Serialize,
+    md_path: Option<&Path>,
+    json_path: Option<&Path>,
+) -> Result<()> {
+    print!("{markdown}");
+    if let Some(p) = md_path {
+        write_atomic(p, |w| Ok(w.write_all(markdown.as_bytes())?))?;
+    }
+    if let Some(p) = json_path {
+        write_atomic(p, |w| Ok(serde_json::to_writer_pretty(w, value)?))?;
+    }
+    Ok(())
+}

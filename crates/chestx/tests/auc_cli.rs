@@ -1,30 +1,17 @@
 //! Known answer: `chestx auc` on a published DenseNet-121's NIH test-set predictions reproduces the
 //! 14 AUCs it reports, to 6 decimals.
 
-use std::path::PathBuf;
-use std::process::Command;
-
-fn data_dir() -> Option<PathBuf> {
-    let p = std::env::var_os("CHESTX_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    if p.join("nih/reference-preds").exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "SKIP: no NIH reference predictions under {} (set CHESTX_DATA)",
-            p.display()
-        );
-        None
-    }
-}
+mod common;
+use common::{chestx, data_dir};
 
 #[test]
 fn reproduces_published_chexnet_aucs_to_six_decimals() {
-    let Some(data) = data_dir() else { return };
+    let Some(data) = data_dir("nih/reference-preds") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let json = tmp.path().join("auc.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_chestx"))
+    let out = chestx()
         .arg("auc")
         .arg("--pred")
         .arg(data.join("nih/reference-preds/reproduce_chexnet_test_preds.csv"))

@@ -2,28 +2,15 @@
 //! accuracy floors of the labeler. Needs the shared data (CHESTX_DATA, or ../shared/data beside the
 //! checkout); skips with a message when it is absent.
 
+mod common;
+use common::{chestx, data_dir};
 use std::path::PathBuf;
-use std::process::Command;
-
-fn data_dir() -> Option<PathBuf> {
-    let p = std::env::var_os("CHESTX_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    if p.join("openi/gold.csv").exists() {
-        Some(p)
-    } else {
-        eprintln!("SKIP: no OpenI data at {} (set CHESTX_DATA)", p.display());
-        None
-    }
-}
-
-fn chestx() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_chestx"))
-}
 
 #[test]
 fn labeler_meets_the_f1_floors_on_openi() {
-    let Some(data) = data_dir() else { return };
+    let Some(data) = data_dir("openi/gold.csv") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let labels = tmp.path().join("labels.csv");
     let evidence = tmp.path().join("evidence.jsonl");
@@ -108,7 +95,9 @@ fn labeler_meets_the_f1_floors_on_openi() {
 
 #[test]
 fn openi_archive_gives_the_same_labels_as_the_csv() {
-    let Some(data) = data_dir() else { return };
+    let Some(data) = data_dir("openi/gold.csv") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let run = |input: PathBuf, name: &str| -> Vec<(String, Vec<String>)> {
         let out = tmp.path().join(name);

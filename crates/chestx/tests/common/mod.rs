@@ -1,0 +1,22 @@
+//! Shared by the CLI tests: where the real data is, and the binary under test.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// `$CHESTX_DATA`, else `../shared/data` beside the checkout, if it holds `probe`; `None` (with a
+/// SKIP message) when absent.
+pub fn data_dir(probe: &str) -> Option<PathBuf> {
+    let p = std::env::var_os("CHESTX_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
+    if p.join(probe).exists() {
+        Some(p)
+    } else {
+        eprintln!("SKIP: no {probe} under {} (set CHESTX_DATA)", p.display());
+        None
+    }
+}
+
+pub fn chestx() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_chestx"))
+}
