@@ -1,0 +1,144 @@
+//! ImageNet backbones with their classifier removed, written as plain modules whose variable names
+//! follow torchvision's `state_dict()` keys exactly, so released weights load by name.
+
+mod alexnet;
+mod densenet;
+mod googlenet;
+mod resnet;
+mod vgg;
+
+use serde::{Deserialize, Serialize};
+use tch::nn;
+
+/// A backbone architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    Resnet18,
+    Resnet34,
+    Resnet50,
+    Resnet101,
+    Densenet121,
+    Alexnet,
+    Googlenet,
+    Vgg16,
+}
+
+impl Arch {
+    pub const ALL: [Arch; 8] = [
+        Arch::Resnet18,
+        Arch::Resnet34,
+        Arch::Resnet50,
+        Arch::Resnet101,
+        Arch::Densenet121,
+        Arch::Alexnet,
+        Arch::Googlenet,
+        Arch::Vgg16,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Resnet18 => "resnet18",
+            Arch::Resnet34 => "resnet34",
+            Arch::Resnet50 => "resnet50",
+            Arch::Resnet101 => "resnet101",
+            Arch::Densenet121 => "densenet121",
+            Arch::Alexnet => "alexnet",
+            Arch::Googlenet => "googlenet",
+            Arch::Vgg16 => "vgg16",
+        }
+    }
+
+    /// Channels of the last feature map.
+    pub fn out_channels(self) -> i64 {
+        match self {
+            Arch::Resnet18 | Arch::Resnet34 | Arch::Vgg16 => 512,
+            Arch::Resnet50 | Arch::Resnet101 => 2048,
+            Arch::Densenet121 | Arch::Googlenet => 1024,
+            Arch::Alexnet => 256,
+        }
+    }
+
+    /// Total downsampling from input to feature map (1024 -> 32 for ResNet/DenseNet).
+    pub fn stride(self) -> i64 {
+        32
+    }
+
+    /// Key prefixes of a torchvision state dict that belong to the removed classifier.
+    pub fn classifier_prefixes(self) -> &'static [&'static str] {
+        match self {
+            Arch::Resnet18 | Arch::Resnet34 | Arch::Resnet50 | Arch::Resnet101 => &["fc."],
+            Arch::Densenet121 | Arch::Alexnet | Arch::Vgg16 => &["classifier."],
+            Arch::Googlenet => &["fc.", "aux1.", "aux2."],
+        }
+    }
+}
+
+impl std::str::FromStr for Arch {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let k = s.trim().to_ascii_lowercase().replace(['-', '_'], "");
+        Arch::ALL
+            .into_iter()
+            .find(|a| a.name() == k)
+            .ok_or_else(|| {
+                format!(
+                    "unknown architecture {s:?} (one of {})",
+                    Arch::ALL.map(|a| a.name()).join(", ")
+                )
+            })
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Build the feature extractor of `arch` under `p` (its variables are named as in torchvision).
+pub fn build(arch: Arch, p: &nn::Path) -> nn::SequentialT {
+    match arch {
+        Arch::Resnet18 => resnet::resnet(p, resnet::Block::Basic, [2, 2, 2, 2], 64),
+        Arch::Resnet34 => resnet::resnet(p, resnet::Block::Basic, [3, 4, 6, 3], 64),
+        Arch::Resnet50 => resnet::resnet(p, resnet::Block::Bottleneck, [3, 4, 6, 3], 64),
+        Arch::Resnet101 => resnet::resnet(p, resnet::Block::Bottleneck, [3, 4, 23, 3], 64),
+        Arch::Densenet121 => densenet::densenet121(p),
+        Arch::Alexnet => alexnet::alexnet(p),
+        Arch::Googlenet => googlenet::googlenet(p),
+        Arch::Vgg16 => vgg::vgg16(p),
+    }
+}
+
+/// A ResNet-18-shaped network `base` channels wide at its first stage (8·`base` at the last): for
+/// fixtures and CPU-sized experiments. `base` = 64 is ResNet-18.
+pub fn resnet18_width(p: &nn::Path, base: i64) -> nn::SequentialT {
+    resnet::resnet(p, resnet::Block::Basic, [2, 2, 2, 2], base)
+}
+
+pub(crate) fn conv(
+    p: nn::Path,
+    c_in: i64,
+    c_out: i64,
+    k: i64,
+    stride: i64,
+    padding: i64,
+    bias: bool,
+) -> nn::Conv2D {
+    nn::conv2d(
+        p,
+        c_in,
+        c_out,
+        k,
+        nn::ConvConfig {
+            stride,
+            padding,
+            bias,
+            ..Default::default()
+        },
+    )
+}
+
+pub(crate) fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
+    nn::batch_norm2d(p, c, Default::default())
+}

@@ -1,0 +1,124 @@
+//! The ChestX-ray8 network: backbone → transition layer (conv to D channels, the S×S×D map) →
+//! global pooling → prediction layer (D×C) → one logit per finding.
+
+use crate::backbone::{self, Arch};
+use crate::pool::Pooling;
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, ModuleT};
+use tch::Tensor;
+
+/// Everything needed to rebuild a model (written as `config.json` in a run folder).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub arch: Arch,
+    /// Class names, in output order.
+    pub classes: Vec<String>,
+    /// Channels D of the transition layer.
+    pub transition_dim: i64,
+    /// Kernel of the transition conv (3 keeps some spatial context; 1 is a pure projection).
+    pub transition_kernel: i64,
+    pub pooling: Pooling,
+    /// Square input side in pixels.
+    pub input_size: i64,
+    /// ResNet-18 only: first-stage width when not 64 (tiny models for tests and CPU demos).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<i64>,
+}
+
+impl ModelConfig {
+    pub fn new(arch: Arch, classes: Vec<String>) -> Self {
+        ModelConfig {
+            arch,
+            classes,
+            transition_dim: 1024,
+            transition_kernel: 3,
+            pooling: Pooling::Lse { r: 10.0 },
+            input_size: 512,
+            width: None,
+        }
+    }
+
+    fn backbone_channels(&self) -> i64 {
+        match (self.arch, self.width) {
+            (Arch::Resnet18, Some(w)) => 8 * w,
+            (a, _) => a.out_channels(),
+        }
+    }
+}
+
+/// The outputs of one forward pass.
+pub struct Forward {
+    /// `[B, C]` logits.
+    pub logits: Tensor,
+    /// `[B, D, S, S]` transition-layer activations, for CAM.
+    pub transition: Tensor,
+}
+
+#[derive(Debug)]
+pub struct ChestNet {
+    pub config: ModelConfig,
+    backbone: nn::SequentialT,
+    transition: nn::Conv2D,
+    prediction: nn::Linear,
+}
+
+impl ChestNet {
+    /// Build under `p`: the backbone's variables live under `backbone.` with torchvision's names,
+    /// then `transition.` and `prediction.`.
+    pub fn new(p: &nn::Path, config: ModelConfig) -> ChestNet {
+        let bp = p / "backbone";
+        let backbone = match (config.arch, config.width) {
+            (Arch::Resnet18, Some(w)) => backbone::resnet18_width(&bp, w),
+            (a, _) => backbone::build(a, &bp),
+        };
+        let k = config.transition_kernel;
+        let transition = nn::conv2d(
+            p / "transition",
+            config.backbone_channels(),
+            config.transition_dim,
+            k,
+            nn::ConvConfig {
+                padding: k / 2,
+                ..Default::default()
+            },
+        );
+        let prediction = nn::linear(
+            p / "prediction",
+            config.transition_dim,
+            config.classes.len() as i64,
+            Default::default(),
+        );
+        ChestNet {
+            config,
+            backbone,
+            transition,
+            prediction,
+        }
+    }
+
+    pub fn forward(&self, images: &Tensor, train: bool) -> Forward {
+        let transition = self
+            .backbone
+            .forward_t(images, train)
+            .apply(&self.transition);
+        let pooled = self.config.pooling.apply(&transition);
+        Forward {
+            logits: pooled.apply(&self.prediction),
+            transition,
+        }
+    }
+
+    /// Backbone feature map only (for parity checks against torchvision).
+    pub fn features(&self, images: &Tensor) -> Tensor {
+        self.backbone.forward_t(images, false)
+    }
+
+    /// Class activation maps `[B, C, S, S]`: the transition map weighted by each class's
+    /// prediction-layer weights (the bias, constant over space, is left out).
+    pub fn cam(&self, transition: &Tensor) -> Tensor {
+        // [C, D] x [B, D, S*S] -> [B, C, S*S]
+        let (b, d, h, w) = transition.size4().expect("transition map is 4-D");
+        let flat = transition.reshape([b, d, h * w]);
+        self.prediction.ws.matmul(&flat).reshape([b, -1, h, w])
+    }
+}
