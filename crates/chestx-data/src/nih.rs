@@ -102,7 +102,11 @@ fn parse_age(s: &str) -> Option<u32> {
 impl NihDataset {
     /// Open the release under `root` (files directly there or in `root/meta`).
     pub fn open(root: &Path) -> Result<NihDataset, NihError> {
-        let entry_names = ["Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv"];
+        let entry_names = [
+            "Data_Entry_2017_v2020.csv",
+            "Data_Entry_2017.csv",
+            "Data_Entry.csv",
+        ];
         let de = find(root, &entry_names).ok_or_else(|| {
             NihError::Missing(root.display().to_string(), entry_names.join(" or "))
         })?;
@@ -125,7 +129,7 @@ impl NihDataset {
         };
         let train_val = list("train_val_list.txt")?;
         let test = list("test_list.txt")?;
-        let boxes = match find(root, &["BBox_List_2017.csv"]) {
+        let boxes = match find(root, &["BBox_List_2017.csv", "BBox_List.csv"]) {
             Some(p) => read_boxes(&p)?,
             None => Vec::new(),
         };

@@ -5,6 +5,7 @@ mod auc;
 mod bench;
 mod label;
 mod output;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -31,6 +32,12 @@ enum Command {
     LabelEval(label::LabelEvalArgs),
     /// Per-class ROC AUC with 95% bootstrap intervals for any model's predictions.
     Auc(auc::AucArgs),
+    /// Train the weakly supervised classifier (backbone + transition + pooling + prediction layer).
+    Train(train::TrainArgs),
+    /// Convert released weights (.pth/.safetensors) to a backbone safetensors file for --init.
+    ImportWeights(train::ImportArgs),
+    /// Write a phantom dataset: lesions with known boxes implanted into radiographs (NIH layout).
+    Synth(train::SynthArgs),
     /// Benchmarks that print throughput on this machine.
     Bench(bench::BenchArgs),
 }
@@ -50,6 +57,9 @@ fn main() -> ExitCode {
         Command::Label(a) => label::run_label(a),
         Command::LabelEval(a) => label::run_label_eval(a),
         Command::Auc(a) => auc::run(a),
+        Command::Train(a) => train::run_train(a),
+        Command::ImportWeights(a) => train::run_import(a),
+        Command::Synth(a) => train::run_synth(a),
         Command::Bench(a) => bench::run(a),
     };
     match result {

@@ -1,0 +1,159 @@
+//! The batch loader: decode → (augment) → resize → ImageNet-normalize, in parallel, on a producer
+//! thread that stays a bounded number of batches ahead of the consumer, so decoding overlaps compute.
+//!
+//! Everything random is seeded by (seed, epoch, sample), so an epoch's order and augmentations are
+//! the same whether a run is fresh or resumed mid-epoch. A file that fails to decode is reported in
+//! its batch and left out; it never stalls the loader.
+
+use crate::samples::Sample;
+use chestx_image::Gray;
+use crossbeam_channel::{bounded, Receiver};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct LoaderConfig {
+    pub batch_size: usize,
+    /// Square side of the network input.
+    pub input_size: u32,
+    pub shuffle: bool,
+    /// Random crop (85–100% of the side, anywhere) and ±10% brightness/contrast.
+    pub augment: bool,
+    pub seed: u64,
+    /// Batches decoded ahead of the consumer.
+    pub prefetch: usize,
+}
+
+/// One batch, ready for the model.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Position of this batch in the epoch.
+    pub index: usize,
+    /// `n × 3 × S × S`, ImageNet-normalized.
+    pub images: Vec<f32>,
+    /// `n × C`.
+    pub labels: Vec<f32>,
+    pub n: usize,
+    /// Indices into the sample list, in batch order.
+    pub samples: Vec<usize>,
+    /// Files that could not be read, with the reason; they are not in the batch.
+    pub failed: Vec<String>,
+}
+
+/// The order of one epoch: a seeded permutation (or the identity without shuffling).
+pub fn epoch_order(n: usize, seed: u64, epoch: u64, shuffle: bool) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    if shuffle {
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+            seed ^ epoch.wrapping_mul(0x9E3779B97F4A7C15),
+        ));
+    }
+    order
+}
+
+/// Load one sample into `3 × S × S` floats.
+pub fn prepare(
+    sample: &Sample,
+    size: u32,
+    augment: Option<ChaCha8Rng>,
+    out: &mut [f32],
+) -> Result<(), String> {
+    let img = Gray::open(&sample.path).map_err(|e| e.to_string())?;
+    let img = match augment {
+        None => img.resize(size, size),
+        Some(mut rng) => {
+            let side = (img.width.min(img.height) as f32 * rng.random_range(0.85f32..=1.0)) as u32;
+            let x0 = rng.random_range(0..=img.width - side);
+            let y0 = rng.random_range(0..=img.height - side);
+            let mut crop = Vec::with_capacity((side * side) as usize);
+            for y in y0..y0 + side {
+                let row = (y * img.width + x0) as usize;
+                crop.extend_from_slice(&img.data[row..row + side as usize]);
+            }
+            let (gain, bias) = (
+                rng.random_range(0.9f32..1.1),
+                rng.random_range(-0.1f32..0.1),
+            );
+            let mut g = Gray::new(side, side, crop).resize(size, size);
+            g.data
+                .iter_mut()
+                .for_each(|v| *v = (*v * gain + bias).clamp(0.0, 1.0));
+            g
+        }
+    };
+    img.write_chw_imagenet(out);
+    Ok(())
+}
+
+/// A running loader for one epoch.
+pub struct Loader {
+    pub batches: Receiver<Batch>,
+    pub total_batches: usize,
+}
+
+impl Loader {
+    /// Start producing the batches of `order` from batch `first_batch` on.
+    pub fn start(
+        samples: Arc<Vec<Sample>>,
+        order: Vec<usize>,
+        first_batch: usize,
+        epoch: u64,
+        cfg: LoaderConfig,
+    ) -> Loader {
+        let bs = cfg.batch_size.max(1);
+        let total_batches = order.len().div_ceil(bs);
+        let (tx, rx) = bounded(cfg.prefetch.max(1));
+        std::thread::spawn(move || {
+            let px = 3 * (cfg.input_size * cfg.input_size) as usize;
+            for (index, chunk) in order.chunks(bs).enumerate().skip(first_batch) {
+                let classes = samples.first().map_or(0, |s| s.labels.len());
+                let results: Vec<(usize, Result<Vec<f32>, String>)> = chunk
+                    .par_iter()
+                    .map(|&i| {
+                        let rng = cfg.augment.then(|| {
+                            ChaCha8Rng::seed_from_u64(
+                                cfg.seed
+                                    ^ (epoch << 40)
+                                    ^ (i as u64).wrapping_mul(0xA24BAED4963EE407),
+                            )
+                        });
+                        let mut buf = vec![0f32; px];
+                        (
+                            i,
+                            prepare(&samples[i], cfg.input_size, rng, &mut buf).map(|_| buf),
+                        )
+                    })
+                    .collect();
+                let mut batch = Batch {
+                    index,
+                    images: Vec::with_capacity(chunk.len() * px),
+                    labels: Vec::with_capacity(chunk.len() * classes),
+                    n: 0,
+                    samples: Vec::with_capacity(chunk.len()),
+                    failed: Vec::new(),
+                };
+                for (i, r) in results {
+                    match r {
+                        Ok(px) => {
+                            batch.images.extend_from_slice(&px);
+                            batch.labels.extend_from_slice(&samples[i].labels);
+                            batch.samples.push(i);
+                            batch.n += 1;
+                        }
+                        Err(e) => batch.failed.push(e),
+                    }
+                }
+                if tx.send(batch).is_err() {
+                    return; // The consumer stopped.
+                }
+            }
+        });
+        Loader {
+            batches: rx,
+            total_batches,
+        }
+    }
+}

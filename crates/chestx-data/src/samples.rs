@@ -1,0 +1,81 @@
+//! The training view of a dataset: image path + multi-hot labels per sample, by split.
+
+use crate::nih::NihDataset;
+use chestx_core::Finding;
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+/// One training/evaluation example.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub image: String,
+    pub path: PathBuf,
+    /// One 0/1 value per class, in the 14-finding order.
+    pub labels: Vec<f32>,
+    pub patient: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Val,
+    Test,
+}
+
+/// Stable 64-bit mix (SplitMix64's finalizer): assigns patients to validation reproducibly.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+    z ^ (z >> 31)
+}
+
+impl NihDataset {
+    /// Samples of one split whose image file exists. Validation is carved from `train_val_list` by
+    /// patient (a `val_list.txt` in the dataset overrides it), so no patient is in two splits.
+    /// Returns the samples and how many listed images were not found on disk.
+    pub fn samples(&self, split: Split, val_fraction: f64, seed: u64) -> (Vec<Sample>, usize) {
+        let val_list: Option<HashSet<String>> =
+            std::fs::read_to_string(self.root.join("val_list.txt"))
+                .ok()
+                .map(|s| {
+                    s.lines()
+                        .map(|l| l.trim().to_string())
+                        .filter(|l| !l.is_empty())
+                        .collect()
+                });
+        let in_val = |image: &str, patient: u32| match &val_list {
+            Some(v) => v.contains(image),
+            None => (mix(patient as u64 ^ mix(seed)) % 1_000_000) as f64 / 1e6 < val_fraction,
+        };
+        let names: &[String] = if split == Split::Test {
+            &self.test
+        } else {
+            &self.train_val
+        };
+        let (mut out, mut missing) = (Vec::new(), 0);
+        for name in names {
+            let Some(e) = self.entry(name) else { continue };
+            let keep = match split {
+                Split::Test => true,
+                Split::Val => in_val(name, e.patient_id),
+                Split::Train => !in_val(name, e.patient_id),
+            };
+            if !keep {
+                continue;
+            }
+            match self.image_path(name) {
+                Some(path) => out.push(Sample {
+                    image: name.clone(),
+                    path,
+                    labels: Finding::DISEASES
+                        .iter()
+                        .map(|f| if e.labels[f.index()] { 1.0 } else { 0.0 })
+                        .collect(),
+                    patient: e.patient_id,
+                }),
+                None => missing += 1,
+            }
+        }
+        (out, missing)
+    }
+}

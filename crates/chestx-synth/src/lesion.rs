@@ -1,0 +1,146 @@
+//! Lesions: shapes, soft edges, contrast, placement inside the lung fields, and their boxes.
+
+use chestx_core::{BBox, Finding};
+use chestx_image::Gray;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LesionKind {
+    /// Small, round.
+    Nodule,
+    /// Larger, lobulated.
+    Mass,
+    /// Basal, filling the costophrenic region up to a meniscus that rises laterally.
+    Effusion,
+}
+
+impl LesionKind {
+    pub const ALL: [LesionKind; 3] = [LesionKind::Nodule, LesionKind::Mass, LesionKind::Effusion];
+
+    pub fn finding(self) -> Finding {
+        match self {
+            LesionKind::Nodule => Finding::Nodule,
+            LesionKind::Mass => Finding::Mass,
+            LesionKind::Effusion => Finding::Effusion,
+        }
+    }
+}
+
+/// An implanted lesion and its box in image coordinates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lesion {
+    pub kind: LesionKind,
+    pub bbox: BBox,
+}
+
+/// Approximate lung fields of a PA radiograph, as fractions of the side: (cx, cy, ax, ay).
+const LUNGS: [(f32, f32, f32, f32); 2] = [(0.31, 0.47, 0.14, 0.27), (0.69, 0.47, 0.14, 0.27)];
+
+fn smoothstep(edge: f32, soft: f32, d: f32) -> f32 {
+    // 1 inside (d < edge - soft), 0 outside (d > edge + soft), smooth between.
+    let t = ((edge + soft - d) / (2.0 * soft)).clamp(0.0, 1.0);
+    t * t * (3.0 - 2.0 * t)
+}
+
+/// Add one lesion of `kind` to `img` (in place), at a random place inside a lung field, with
+/// `contrast` in [lo, hi]. Returns the lesion with its box (pixels where it adds ≥ 10% of its peak).
+pub fn implant(
+    img: &mut Gray,
+    kind: LesionKind,
+    rng: &mut ChaCha8Rng,
+    contrast: (f32, f32),
+) -> Lesion {
+    let s = img.width as f32;
+    let (cx, cy, ax, ay) = LUNGS[rng.random_range(0..2)];
+    let side_sign = if cx < 0.5 { -1.0 } else { 1.0 }; // lateral direction of this lung
+    let c = rng.random_range(contrast.0..=contrast.1);
+    // The lesion's opacity profile at (u, v) in [0,1]² coordinates.
+    let profile: Box<dyn Fn(f32, f32) -> f32> = match kind {
+        LesionKind::Nodule | LesionKind::Mass => {
+            let (r0, lobes): (f32, f32) = if kind == LesionKind::Nodule {
+                (rng.random_range(0.022..0.04), 0.0)
+            } else {
+                (rng.random_range(0.06..0.095), rng.random_range(0.12..0.25))
+            };
+            // Centre inside the lung ellipse, with room for the radius.
+            let (t, rr) = (
+                rng.random_range(0.0..std::f32::consts::TAU),
+                rng.random_range(0.0f32..0.7).sqrt(),
+            );
+            let (px, py) = (
+                cx + (ax - r0).max(0.01) * rr * t.cos(),
+                cy + (ay - r0).max(0.01) * rr * t.sin(),
+            );
+            let harmonics: Vec<(f32, f32, f32)> = (2..5)
+                .map(|k| {
+                    (
+                        k as f32,
+                        rng.random_range(0.0..lobes.max(1e-6)),
+                        rng.random_range(0.0..std::f32::consts::TAU),
+                    )
+                })
+                .collect();
+            Box::new(move |u: f32, v: f32| {
+                let (dx, dy) = (u - px, v - py);
+                let theta = dy.atan2(dx);
+                let r = r0
+                    * (1.0
+                        + harmonics
+                            .iter()
+                            .map(|&(k, a, ph)| a * (k * theta + ph).cos())
+                            .sum::<f32>());
+                let d = (dx * dx + dy * dy).sqrt();
+                smoothstep(r, 0.25 * r0, d)
+            })
+        }
+        LesionKind::Effusion => {
+            // Fluid from the lung base up to a level that rises towards the lateral wall.
+            let base = cy + ay * 0.95;
+            let depth = rng.random_range(0.1..0.2);
+            let rise = rng.random_range(0.04..0.09);
+            Box::new(move |u: f32, v: f32| {
+                let lateral = ((u - cx) * side_sign / ax + 1.0) / 2.0; // 0 medial .. 1 lateral
+                if !(0.0..=1.0).contains(&lateral) {
+                    return 0.0;
+                }
+                let level = base - depth - rise * lateral * lateral;
+                let inside_lung = smoothstep(
+                    1.0,
+                    0.08,
+                    ((u - cx) / ax).powi(2) + ((v - cy) / (ay * 1.1)).powi(2),
+                );
+                smoothstep(0.0, 0.012, level - v).max(0.0) * inside_lung
+            })
+        }
+    };
+    let (w, h) = (img.width as usize, img.height as usize);
+    let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
+    for y in 0..h {
+        for x in 0..w {
+            let p = profile((x as f32 + 0.5) / s, (y as f32 + 0.5) / s);
+            if p <= 0.0 {
+                continue;
+            }
+            let v = &mut img.data[y * w + x];
+            *v = (*v + c * p * (1.0 - *v)).min(1.0);
+            if p >= 0.1 {
+                x0 = x0.min(x);
+                y0 = y0.min(y);
+                x1 = x1.max(x);
+                y1 = y1.max(y);
+            }
+        }
+    }
+    let bbox = if x1 >= x0 && y1 >= y0 {
+        BBox::new(
+            x0 as f64,
+            y0 as f64,
+            (x1 - x0 + 1) as f64,
+            (y1 - y0 + 1) as f64,
+        )
+    } else {
+        BBox::new(0.0, 0.0, 0.0, 0.0)
+    };
+    Lesion { kind, bbox }
+}
