@@ -143,6 +143,11 @@ impl NihDataset {
         })
     }
 
+    /// Read a box list in the `BBox_List_2017.csv` layout.
+    pub fn open_boxes(path: &Path) -> Result<Vec<NihBox>, NihError> {
+        read_boxes(path)
+    }
+
     pub fn entry(&self, image: &str) -> Option<&NihEntry> {
         self.index.get(image).map(|&i| &self.entries[i])
     }

@@ -7,6 +7,8 @@
 pub mod auc;
 pub mod boxes;
 pub mod labels;
+pub mod overlay;
+pub mod plot;
 pub mod tables;
 
 pub use auc::{bootstrap_auc_ci, roc_auc, roc_curve};

@@ -23,6 +23,13 @@ pub struct ModelConfig {
     /// ResNet-18 only: first-stage width when not 64 (tiny models for tests and CPU demos).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub width: Option<i64>,
+    /// Input-to-heatmap stride: 32 (standard) or 16 (ResNets only; twice the heatmap resolution).
+    #[serde(default = "default_stride")]
+    pub output_stride: i64,
+}
+
+fn default_stride() -> i64 {
+    32
 }
 
 impl ModelConfig {
@@ -35,6 +42,7 @@ impl ModelConfig {
             pooling: Pooling::Lse { r: 10.0 },
             input_size: 512,
             width: None,
+            output_stride: 32,
         }
     }
 
@@ -67,9 +75,11 @@ impl ChestNet {
     /// then `transition.` and `prediction.`.
     pub fn new(p: &nn::Path, config: ModelConfig) -> ChestNet {
         let bp = p / "backbone";
-        let backbone = match (config.arch, config.width) {
-            (Arch::Resnet18, Some(w)) => backbone::resnet18_width(&bp, w),
-            (a, _) => backbone::build(a, &bp),
+        let backbone = match (config.arch, config.width, config.output_stride) {
+            (Arch::Resnet18, Some(w), os) => backbone::resnet18_width(&bp, w, os),
+            (a, _, 16) => backbone::build_stride16(a, &bp)
+                .expect("output stride 16 is for ResNets (checked by the caller)"),
+            (a, _, _) => backbone::build(a, &bp),
         };
         let k = config.transition_kernel;
         let transition = nn::conv2d(

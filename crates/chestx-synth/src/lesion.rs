@@ -43,7 +43,34 @@ fn smoothstep(edge: f32, soft: f32, d: f32) -> f32 {
     t * t * (3.0 - 2.0 * t)
 }
 
-/// Add one lesion of `kind` to `img` (in place), at a random place inside a lung field, with
+/// Mean of `img` in a square of half-side `r` (fractions of the side) around (u, v).
+fn local_mean(img: &Gray, u: f32, v: f32, r: f32) -> f32 {
+    let s = img.width as f32;
+    let (x0, x1) = (
+        ((u - r) * s).max(0.0) as u32,
+        (((u + r) * s) as u32).min(img.width - 1),
+    );
+    let (y0, y1) = (
+        ((v - r) * s).max(0.0) as u32,
+        (((v + r) * s) as u32).min(img.height - 1),
+    );
+    let (mut sum, mut n) = (0.0, 0.0);
+    for y in (y0..=y1).step_by(2) {
+        for x in (x0..=x1).step_by(2) {
+            sum += img.data[(y * img.width + x) as usize];
+            n += 1.0;
+        }
+    }
+    if n > 0.0 {
+        sum / n
+    } else {
+        1.0
+    }
+}
+
+/// Add one lesion of `kind` to `img` (in place), where the film shows lung (the darkest of a few
+/// candidate places inside the usual lung fields: real films differ in framing, and a lesion over
+/// the heart or a rib would be invisible, a label no reader could confirm), with
 /// `contrast` in [lo, hi]. Returns the lesion with its box (pixels where it adds ≥ 10% of its peak).
 pub fn implant(
     img: &mut Gray,
@@ -63,15 +90,24 @@ pub fn implant(
             } else {
                 (rng.random_range(0.06..0.095), rng.random_range(0.12..0.25))
             };
-            // Centre inside the lung ellipse, with room for the radius.
-            let (t, rr) = (
-                rng.random_range(0.0..std::f32::consts::TAU),
-                rng.random_range(0.0f32..0.7).sqrt(),
-            );
-            let (px, py) = (
-                cx + (ax - r0).max(0.01) * rr * t.cos(),
-                cy + (ay - r0).max(0.01) * rr * t.sin(),
-            );
+            // Centre inside the lung ellipse, with room for the radius: the darkest of a few
+            // random candidates, so the lesion sits on lung rather than on heart or bone.
+            let mut best = (f32::INFINITY, cx, cy);
+            for _ in 0..6 {
+                let (t, rr) = (
+                    rng.random_range(0.0..std::f32::consts::TAU),
+                    rng.random_range(0.0f32..0.7).sqrt(),
+                );
+                let (qx, qy) = (
+                    cx + (ax - r0).max(0.01) * rr * t.cos(),
+                    cy + (ay - r0).max(0.01) * rr * t.sin(),
+                );
+                let m = local_mean(img, qx, qy, r0);
+                if m < best.0 {
+                    best = (m, qx, qy);
+                }
+            }
+            let (px, py) = (best.1, best.2);
             let harmonics: Vec<(f32, f32, f32)> = (2..5)
                 .map(|k| {
                     (

@@ -42,7 +42,7 @@ impl Default for SynthConfig {
             size: 256,
             seed: 0,
             test_fraction: 0.2,
-            contrast: (0.18, 0.4),
+            contrast: (0.25, 0.5),
             noise: 0.02,
             clean_fraction: 1.0 / 3.0,
         }

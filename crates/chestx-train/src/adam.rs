@@ -1,8 +1,13 @@
 //! Adam with decoupled weight decay (AdamW), written out so that its moment estimates can be saved
 //! in a checkpoint and a resumed run continues exactly where it stopped.
+//!
+//! All trainable parameters are re-pointed into one flat buffer (each variable becomes a view of
+//! it), and the moments are flat too, so an update is a handful of kernels over one tensor rather
+//! than several per parameter — what PyTorch's multi-tensor Adam achieves, and what matters on a
+//! GPU, where a ResNet-50 step would otherwise launch over a thousand tiny kernels.
 
 use std::collections::BTreeMap;
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 pub struct Adam {
     pub lr: f64,
@@ -13,6 +18,10 @@ pub struct Adam {
     /// Updates done so far (for bias correction).
     pub t: i64,
     params: Vec<(String, Tensor)>,
+    flat: Tensor,
+    m_flat: Tensor,
+    v_flat: Tensor,
+    /// Per-parameter views of the first and second moments (for checkpoints).
     pub m: BTreeMap<String, Tensor>,
     pub v: BTreeMap<String, Tensor>,
 }
@@ -25,9 +34,31 @@ impl Adam {
             .filter(|(_, t)| t.requires_grad())
             .collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
-        let zeros = |t: &Tensor| t.zeros_like();
-        let m = params.iter().map(|(n, t)| (n.clone(), zeros(t))).collect();
-        let v = params.iter().map(|(n, t)| (n.clone(), zeros(t))).collect();
+        let device = vs.device();
+        let total: i64 = params.iter().map(|(_, p)| p.numel() as i64).sum();
+        let flat = Tensor::zeros([total], (Kind::Float, device));
+        let m_flat = Tensor::zeros([total], (Kind::Float, device));
+        let v_flat = Tensor::zeros([total], (Kind::Float, device));
+        let (mut m, mut v) = (BTreeMap::new(), BTreeMap::new());
+        let mut off = 0i64;
+        tch::no_grad(|| {
+            for (name, p) in params.iter_mut() {
+                let n = p.numel() as i64;
+                let shape = p.size();
+                let slot = flat.narrow(0, off, n);
+                slot.view(shape.as_slice()).copy_(p);
+                p.set_data(&slot.view(shape.as_slice()));
+                m.insert(
+                    name.clone(),
+                    m_flat.narrow(0, off, n).view(shape.as_slice()),
+                );
+                v.insert(
+                    name.clone(),
+                    v_flat.narrow(0, off, n).view(shape.as_slice()),
+                );
+                off += n;
+            }
+        });
         Adam {
             lr,
             beta1: 0.9,
@@ -36,6 +67,9 @@ impl Adam {
             weight_decay,
             t: 0,
             params,
+            flat,
+            m_flat,
+            v_flat,
             m,
             v,
         }
@@ -53,21 +87,30 @@ impl Adam {
         let c1 = 1.0 - b1.powi(self.t as i32);
         let c2 = 1.0 - b2.powi(self.t as i32);
         tch::no_grad(|| {
-            for (name, p) in &mut self.params {
-                let g = p.grad();
-                if !g.defined() {
-                    continue;
-                }
-                let m = self.m.get_mut(name).expect("moment for every parameter");
-                let v = self.v.get_mut(name).expect("moment for every parameter");
-                let _ = m.g_mul_scalar_(b1).g_add_(&(&g * (1.0 - b1)));
-                let _ = v.g_mul_scalar_(b2).g_add_(&(&g * &g * (1.0 - b2)));
-                let update = (&*m / c1) / ((&*v / c2).sqrt() + self.eps);
-                if self.weight_decay > 0.0 {
-                    let _ = p.g_mul_scalar_(1.0 - self.lr * self.weight_decay);
-                }
-                let _ = p.g_sub_(&(update * self.lr));
+            let grads: Vec<Tensor> = self
+                .params
+                .iter()
+                .map(|(_, p)| {
+                    let g = p.grad();
+                    if g.defined() {
+                        g.view([-1])
+                    } else {
+                        p.zeros_like().view([-1])
+                    }
+                })
+                .collect();
+            let g = Tensor::cat(&grads, 0);
+            // m = b1·m + (1−b1)·g ; v = b2·v + (1−b2)·g²
+            let _ = self.m_flat.lerp_(&g, 1.0 - b1);
+            let _ = self.v_flat.g_mul_scalar_(b2);
+            let _ = self.v_flat.addcmul_(&(&g * (1.0 - b2)), &g);
+            let mut denom = (&self.v_flat / c2).sqrt();
+            let _ = denom.g_add_scalar_(self.eps);
+            if self.weight_decay > 0.0 {
+                let _ = self.flat.g_mul_scalar_(1.0 - self.lr * self.weight_decay);
             }
+            let step = (&self.m_flat / denom) * (self.lr / c1);
+            let _ = self.flat.g_sub_(&step);
         });
     }
 }

@@ -84,7 +84,14 @@ pub fn load(
                 let t = tensors
                     .get(&format!("{prefix}{n}"))
                     .ok_or_else(|| err(format!("no optimizer state for {n}")))?;
-                *slot = t.to_device(slot.device());
+                if t.size() != slot.size() {
+                    return Err(err(format!(
+                        "optimizer state for {n} has shape {:?}",
+                        t.size()
+                    )));
+                }
+                // The moments are views of one flat buffer: copy into them, never replace them.
+                tch::no_grad(|| slot.copy_(&t.to_device(slot.device())));
             }
         }
     }

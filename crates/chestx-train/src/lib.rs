@@ -4,13 +4,16 @@
 
 mod adam;
 pub mod checkpoint;
+pub mod evaluate;
+pub mod predict;
 
 pub use adam::Adam;
 pub use checkpoint::RunState;
 
 use chestx_core::Finding;
 use chestx_data::{epoch_order, Loader, LoaderConfig, NihDataset, Sample, Split};
-use chestx_model::{import, ChestNet, Loss, ModelConfig};
+pub use chestx_model::ChestNet;
+use chestx_model::{import, Loss, ModelConfig};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -17,6 +17,10 @@ pub struct BenchArgs {
 
 #[derive(Subcommand)]
 enum BenchWhat {
+    /// Training-step and inference images/s of the network (tch) next to PyTorch, one invocation.
+    Model(crate::bench_model::ModelBenchArgs),
+    /// End-to-end training images/s on real PNGs (decode + augment + step) next to PyTorch + DataLoader.
+    Train(crate::bench_model::TrainBenchArgs),
     /// Label the OpenI development reports, repeated, and print reports/s (one thread and all threads).
     Label {
         /// Reports to label (default: $CHESTX_DATA/openi/reports.csv, else ../shared/data/openi/reports.csv).
@@ -40,6 +44,8 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
             reports,
             min_reports,
         } => bench_label(reports, min_reports),
+        BenchWhat::Model(m) => crate::bench_model::run(m),
+        BenchWhat::Train(t) => crate::bench_model::run_train_bench(t),
     }
 }
 

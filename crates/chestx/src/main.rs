@@ -3,8 +3,12 @@
 
 mod auc;
 mod bench;
+mod bench_model;
+mod demo;
+mod eval;
 mod label;
 mod output;
+mod predict;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +42,12 @@ enum Command {
     ImportWeights(train::ImportArgs),
     /// Write a phantom dataset: lesions with known boxes implanted into radiographs (NIH layout).
     Synth(train::SynthArgs),
+    /// Evaluate a trained run: per-class AUC with CIs, ROC plots, localization table, overlays.
+    Eval(eval::EvalArgs),
+    /// Predict findings, heatmap boxes and overlays for new PNG/JPEG images.
+    Predict(predict::PredictArgs),
+    /// The whole pipeline on phantoms in minutes: synth, label, train, eval, report.
+    Demo(demo::DemoArgs),
     /// Benchmarks that print throughput on this machine.
     Bench(bench::BenchArgs),
 }
@@ -60,6 +70,9 @@ fn main() -> ExitCode {
         Command::Train(a) => train::run_train(a),
         Command::ImportWeights(a) => train::run_import(a),
         Command::Synth(a) => train::run_synth(a),
+        Command::Eval(a) => eval::run_eval(a),
+        Command::Predict(a) => predict::run_predict(a),
+        Command::Demo(a) => demo::run_demo(a),
         Command::Bench(a) => bench::run(a),
     };
     match result {

@@ -60,6 +60,9 @@ pub struct TrainArgs {
     /// ResNet-18 only: first-stage width (64 is standard; smaller for CPU demos).
     #[arg(long)]
     width: Option<i64>,
+    /// Heatmap stride: 32, or 16 for ResNets (layer4 keeps its input resolution: finer heatmaps).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(i64).range(16..=32))]
+    output_stride: i64,
     /// Classes to train (comma-separated); default: findings with positives in the training split.
     #[arg(long, value_delimiter = ',')]
     classes: Option<Vec<String>>,
@@ -181,6 +184,17 @@ pub fn run_train(a: TrainArgs) -> Result<ExitCode> {
         if a.width.is_some() && arch != Arch::Resnet18 {
             bail!("--width applies to resnet18 only");
         }
+        if a.output_stride != 16 && a.output_stride != 32 {
+            bail!("--output-stride is 16 or 32");
+        }
+        if a.output_stride == 16
+            && !matches!(
+                arch,
+                Arch::Resnet18 | Arch::Resnet34 | Arch::Resnet50 | Arch::Resnet101
+            )
+        {
+            bail!("--output-stride 16 applies to ResNets only");
+        }
         let classes = match &a.classes {
             Some(c) => c.clone(),
             None => classes_present(&load_split(&dataset, Split::Train, a.val_fraction, a.seed)?),
@@ -195,6 +209,7 @@ pub fn run_train(a: TrainArgs) -> Result<ExitCode> {
         model.input_size = a.input;
         model.transition_dim = a.transition_dim;
         model.width = a.width;
+        model.output_stride = a.output_stride;
         model.pooling = match a.pool {
             PoolArg::Avg => Pooling::Avg,
             PoolArg::Max => Pooling::Max,

@@ -99,10 +99,10 @@ impl std::fmt::Display for Arch {
 /// Build the feature extractor of `arch` under `p` (its variables are named as in torchvision).
 pub fn build(arch: Arch, p: &nn::Path) -> nn::SequentialT {
     match arch {
-        Arch::Resnet18 => resnet::resnet(p, resnet::Block::Basic, [2, 2, 2, 2], 64),
-        Arch::Resnet34 => resnet::resnet(p, resnet::Block::Basic, [3, 4, 6, 3], 64),
-        Arch::Resnet50 => resnet::resnet(p, resnet::Block::Bottleneck, [3, 4, 6, 3], 64),
-        Arch::Resnet101 => resnet::resnet(p, resnet::Block::Bottleneck, [3, 4, 23, 3], 64),
+        Arch::Resnet18 => resnet::resnet(p, resnet::Block::Basic, [2, 2, 2, 2], 64, 32),
+        Arch::Resnet34 => resnet::resnet(p, resnet::Block::Basic, [3, 4, 6, 3], 64, 32),
+        Arch::Resnet50 => resnet::resnet(p, resnet::Block::Bottleneck, [3, 4, 6, 3], 64, 32),
+        Arch::Resnet101 => resnet::resnet(p, resnet::Block::Bottleneck, [3, 4, 23, 3], 64, 32),
         Arch::Densenet121 => densenet::densenet121(p),
         Arch::Alexnet => alexnet::alexnet(p),
         Arch::Googlenet => googlenet::googlenet(p),
@@ -111,9 +111,20 @@ pub fn build(arch: Arch, p: &nn::Path) -> nn::SequentialT {
 }
 
 /// A ResNet-18-shaped network `base` channels wide at its first stage (8·`base` at the last): for
-/// fixtures and CPU-sized experiments. `base` = 64 is ResNet-18.
-pub fn resnet18_width(p: &nn::Path, base: i64) -> nn::SequentialT {
-    resnet::resnet(p, resnet::Block::Basic, [2, 2, 2, 2], base)
+/// fixtures and CPU-sized experiments. `base` = 64 is ResNet-18. `output_stride` is 32 or 16.
+pub fn resnet18_width(p: &nn::Path, base: i64, output_stride: i64) -> nn::SequentialT {
+    resnet::resnet(p, resnet::Block::Basic, [2, 2, 2, 2], base, output_stride)
+}
+
+/// Any ResNet at output stride 16 (layer4 without its stride).
+pub fn build_stride16(arch: Arch, p: &nn::Path) -> Option<nn::SequentialT> {
+    Some(match arch {
+        Arch::Resnet18 => resnet::resnet(p, resnet::Block::Basic, [2, 2, 2, 2], 64, 16),
+        Arch::Resnet34 => resnet::resnet(p, resnet::Block::Basic, [3, 4, 6, 3], 64, 16),
+        Arch::Resnet50 => resnet::resnet(p, resnet::Block::Bottleneck, [3, 4, 6, 3], 64, 16),
+        Arch::Resnet101 => resnet::resnet(p, resnet::Block::Bottleneck, [3, 4, 23, 3], 64, 16),
+        _ => return None,
+    })
 }
 
 pub(crate) fn conv(

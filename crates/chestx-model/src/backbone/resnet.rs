@@ -83,8 +83,16 @@ fn block(p: &nn::Path, kind: Block, c_in: i64, width: i64, stride: i64) -> Resid
 }
 
 /// A ResNet whose stages are `base`, 2·`base`, 4·`base`, 8·`base` wide (`base` = 64 in torchvision;
-/// smaller for test fixtures).
-pub fn resnet(p: &nn::Path, kind: Block, counts: [i64; 4], base: i64) -> nn::SequentialT {
+/// smaller for test fixtures). `output_stride` 16 keeps layer4 at layer3's resolution (its first
+/// block does not stride), doubling the heatmap side; weights are unchanged, so torchvision weights
+/// still load.
+pub fn resnet(
+    p: &nn::Path,
+    kind: Block,
+    counts: [i64; 4],
+    base: i64,
+    output_stride: i64,
+) -> nn::SequentialT {
     let mut seq = nn::seq_t()
         .add(conv(p / "conv1", 3, base, 7, 2, 3, false))
         .add(bn(p / "bn1", base))
@@ -97,7 +105,12 @@ pub fn resnet(p: &nn::Path, kind: Block, counts: [i64; 4], base: i64) -> nn::Seq
     {
         let layer = p / format!("layer{}", i + 1);
         for j in 0..n {
-            let stride = if j == 0 && i > 0 { 2 } else { 1 };
+            let keep_resolution = output_stride == 16 && i == 3;
+            let stride = if j == 0 && i > 0 && !keep_resolution {
+                2
+            } else {
+                1
+            };
             seq = seq.add(block(&(&layer / j.to_string()), kind, c_in, width, stride));
             c_in = width * kind.expansion();
         }

@@ -1,0 +1,163 @@
+//! Predictions on new images: probabilities per finding, and heatmap boxes for the findings above
+//! their operating threshold.
+
+use crate::evaluate::heat_boxes;
+use crate::{ChestNet, TrainError};
+use chestx_core::BBox;
+use chestx_eval::boxes::Heatmap;
+use chestx_image::Gray;
+use std::path::Path;
+use tch::{Device, Tensor};
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FindingPrediction {
+    pub finding: String,
+    pub probability: f32,
+    pub threshold: f32,
+    pub positive: bool,
+    /// Boxes in the input image's pixel coordinates (only for positive findings).
+    pub boxes: Vec<BBox>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImagePrediction {
+    pub image: String,
+    pub width: u32,
+    pub height: u32,
+    pub findings: Vec<FindingPrediction>,
+    pub model: String,
+    pub preprocessing: String,
+}
+
+/// Predict one decoded image; also returns the heatmaps (per class) for overlays.
+pub fn predict_image(
+    net: &ChestNet,
+    device: Device,
+    img: &Gray,
+    name: &str,
+    thresholds: &[f32],
+    heat_thresholds: &[u8],
+) -> (ImagePrediction, Vec<Heatmap>) {
+    let size = net.config.input_size;
+    let mut buf = vec![0f32; (3 * size * size) as usize];
+    img.resize(size as u32, size as u32)
+        .write_chw_imagenet(&mut buf);
+    let x = Tensor::from_slice(&buf)
+        .view([1, 3, size, size])
+        .to_device(device);
+    let (p, cam) = tch::no_grad(|| {
+        let f = net.forward(&x, false);
+        (
+            f.logits.sigmoid().to_device(Device::Cpu),
+            net.cam(&f.transition).to_device(Device::Cpu),
+        )
+    });
+    let p: Vec<f32> = Vec::<f32>::try_from(p.flatten(0, -1)).unwrap_or_default();
+    let (_, c, s, _) = cam.size4().expect("4-D CAM");
+    let camv: Vec<f32> = Vec::<f32>::try_from(cam.flatten(0, -1)).unwrap_or_default();
+    let n = (s * s) as usize;
+    let heatmaps: Vec<Heatmap> = (0..c as usize)
+        .map(|ci| Heatmap::new(s as usize, s as usize, camv[ci * n..(ci + 1) * n].to_vec()))
+        .collect();
+    let findings = net
+        .config
+        .classes
+        .iter()
+        .enumerate()
+        .map(|(ci, name)| {
+            let threshold = thresholds.get(ci).copied().unwrap_or(0.5);
+            let positive = p[ci] >= threshold;
+            let boxes = if positive {
+                heat_boxes(
+                    &heatmaps[ci],
+                    size as u32,
+                    heat_thresholds,
+                    img.width as f64,
+                    img.height as f64,
+                )
+                .1
+            } else {
+                Vec::new()
+            };
+            FindingPrediction {
+                finding: name.clone(),
+                probability: p[ci],
+                threshold,
+                positive,
+                boxes,
+            }
+        })
+        .collect();
+    let pred = ImagePrediction {
+        image: name.to_string(),
+        width: img.width,
+        height: img.height,
+        findings,
+        model: format!(
+            "{} + transition {} + {:?}",
+            net.config.arch, net.config.transition_dim, net.config.pooling
+        ),
+        preprocessing: format!(
+            "grayscale, resized to {size}x{size} (bilinear), ImageNet mean/std on 3 channels"
+        ),
+    };
+    (pred, heatmaps)
+}
+
+/// Per-class operating thresholds: Youden's J on the validation split (written by `chestx eval`), or
+/// 0.5 when none were computed.
+pub fn load_thresholds(run_dir: &Path, classes: usize) -> Vec<f32> {
+    std::fs::read_to_string(run_dir.join("thresholds.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Vec<f32>>(&t).ok())
+        .filter(|v| v.len() == classes)
+        .unwrap_or_else(|| vec![0.5; classes])
+}
+
+/// The score threshold maximising sensitivity + specificity − 1.
+pub fn youden_threshold(scores: &[f64], labels: &[bool]) -> Option<f64> {
+    let pos = labels.iter().filter(|&&l| l).count() as f64;
+    let neg = labels.len() as f64 - pos;
+    if pos == 0.0 || neg == 0.0 {
+        return None;
+    }
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (mut tp, mut fp, mut best, mut best_t) = (0.0, 0.0, f64::NEG_INFINITY, 0.5);
+    for (k, &i) in idx.iter().enumerate() {
+        if labels[i] {
+            tp += 1.0;
+        } else {
+            fp += 1.0;
+        }
+        let next_differs = idx.get(k + 1).is_none_or(|&j| scores[j] != scores[i]);
+        if next_differs {
+            let j = tp / pos - fp / neg;
+            if j > best {
+                best = j;
+                best_t = scores[i];
+            }
+        }
+    }
+    Some(best_t)
+}
+
+pub fn write_json(path: &Path, pred: &ImagePrediction) -> Result<(), TrainError> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(pred).expect("serializes"))
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| TrainError::Io(path.display().to_string(), e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn youden_threshold_separates_perfectly_ranked_scores() {
+        let s = [0.9, 0.8, 0.3, 0.2];
+        let l = [true, true, false, false];
+        assert_eq!(youden_threshold(&s, &l), Some(0.8));
+        assert_eq!(youden_threshold(&s, &[true; 4]), None);
+    }
+}

@@ -1,0 +1,368 @@
+//! `chestx bench model`: training-step and inference images/s of the ChestX-ray8 network on tch,
+//! next to the same network in PyTorch (benches/model_pytorch.py), same machine, threads, batch.
+
+use anyhow::{bail, Context, Result};
+use chestx_model::{parse_device, Arch, ChestNet, Loss, ModelConfig, Pooling};
+use chestx_train::Adam;
+use clap::Args;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+#[derive(Args, Clone)]
+pub struct ModelBenchArgs {
+    #[arg(long, default_value = "resnet50")]
+    arch: String,
+    #[arg(long, default_value_t = 8)]
+    batch: i64,
+    #[arg(long, default_value_t = 224)]
+    input: i64,
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Intra-op threads for both sides.
+    #[arg(long = "torch-threads", default_value_t = 2)]
+    torch_threads: i32,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Python with torch + torchvision for the reference (default: .venv/bin/python).
+    #[arg(long, default_value = ".venv/bin/python")]
+    python: PathBuf,
+    /// The reference script.
+    #[arg(long, default_value = "benches/model_pytorch.py")]
+    script: PathBuf,
+    /// Run only the Rust side (used internally so each side has its own process and memory peak).
+    #[arg(long, hide = true)]
+    rust_only: bool,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+struct Side {
+    train_images_per_s: f64,
+    infer_images_per_s: f64,
+    peak_rss_mb: f64,
+    #[serde(default)]
+    peak_gpu_mb: Option<f64>,
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+fn rust_side(a: &ModelBenchArgs) -> Result<Side> {
+    tch::set_num_threads(a.torch_threads);
+    tch::manual_seed(0);
+    let device = parse_device(&a.device).map_err(anyhow::Error::msg)?;
+    let arch: Arch = a.arch.parse().map_err(anyhow::Error::msg)?;
+    let vs = tch::nn::VarStore::new(device);
+    let mut cfg = ModelConfig::new(arch, (0..14).map(|i| format!("c{i}")).collect());
+    cfg.input_size = a.input;
+    cfg.pooling = Pooling::Lse { r: 10.0 };
+    let net = ChestNet::new(&vs.root(), cfg);
+    let mut adam = Adam::new(&vs, 1e-4, 0.0);
+    let x = Tensor::randn([a.batch, 3, a.input, a.input], (Kind::Float, device));
+    let y = Tensor::rand([a.batch, 14], (Kind::Float, device))
+        .lt(0.2)
+        .to_kind(Kind::Float);
+    let mut step = || {
+        adam.zero_grad();
+        let loss = Loss::Wcel.compute(&net.forward(&x, true).logits, &y);
+        loss.backward();
+        adam.step();
+    };
+    for _ in 0..a.warmup {
+        step();
+    }
+    sync(device);
+    let t = Instant::now();
+    for _ in 0..a.steps {
+        step();
+    }
+    sync(device);
+    let train = (a.steps as i64 * a.batch) as f64 / t.elapsed().as_secs_f64();
+    let infer = tch::no_grad(|| {
+        for _ in 0..a.warmup {
+            let _ = net.forward(&x, false);
+        }
+        sync(device);
+        let t = Instant::now();
+        for _ in 0..a.steps {
+            let _ = net.forward(&x, false);
+        }
+        sync(device);
+        (a.steps as i64 * a.batch) as f64 / t.elapsed().as_secs_f64()
+    });
+    Ok(Side {
+        train_images_per_s: train,
+        infer_images_per_s: infer,
+        peak_rss_mb: peak_rss_mb(),
+        peak_gpu_mb: None,
+    })
+}
+
+pub fn run(a: ModelBenchArgs) -> Result<ExitCode> {
+    if a.rust_only {
+        println!("{}", serde_json::to_string(&rust_side(&a)?)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Each side in its own process: peak memory is then each side's own.
+    let me = std::env::current_exe()?;
+    let mut rust_cmd = Command::new(me);
+    rust_cmd.args([
+        "bench",
+        "model",
+        "--rust-only",
+        "--arch",
+        &a.arch,
+        "--device",
+        &a.device,
+    ]);
+    for (k, v) in [
+        ("--batch", a.batch.to_string()),
+        ("--input", a.input.to_string()),
+        ("--steps", a.steps.to_string()),
+        ("--warmup", a.warmup.to_string()),
+        ("--torch-threads", a.torch_threads.to_string()),
+    ] {
+        rust_cmd.args([k, &v]);
+    }
+    let parse = |out: std::process::Output, who: &str| -> Result<Side> {
+        if !out.status.success() {
+            bail!(
+                "{who} side failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().last().unwrap_or_default();
+        serde_json::from_str(line).with_context(|| format!("{who} side printed {text:?}"))
+    };
+    println!(
+        "bench model: {} batch {} at {}x{}, f32, {} threads, device {}, {} timed steps after {} warm-up",
+        a.arch, a.batch, a.input, a.input, a.torch_threads, a.device, a.steps, a.warmup
+    );
+    let rust = parse(rust_cmd.output()?, "chestx (tch)")?;
+    let arch = a.arch.to_ascii_lowercase();
+    let py_out = Command::new(&a.python)
+        .arg(&a.script)
+        .args(["--arch", &arch, "--device", &a.device])
+        .args([
+            "--batch",
+            &a.batch.to_string(),
+            "--input",
+            &a.input.to_string(),
+            "--steps",
+            &a.steps.to_string(),
+        ])
+        .args([
+            "--warmup",
+            &a.warmup.to_string(),
+            "--threads",
+            &a.torch_threads.to_string(),
+        ])
+        .output()
+        .with_context(|| {
+            format!(
+                "cannot run {} (make it with scripts/setup-venv.sh)",
+                a.python.display()
+            )
+        })?;
+    let py = parse(py_out, "PyTorch")?;
+    println!(
+        "{:<22} {:>14} {:>14} {:>8}",
+        "", "chestx (tch)", "PyTorch", "ratio"
+    );
+    println!(
+        "{:<22} {:>14.2} {:>14.2} {:>7.2}x",
+        "train step img/s",
+        rust.train_images_per_s,
+        py.train_images_per_s,
+        rust.train_images_per_s / py.train_images_per_s
+    );
+    println!(
+        "{:<22} {:>14.2} {:>14.2} {:>7.2}x",
+        "inference img/s",
+        rust.infer_images_per_s,
+        py.infer_images_per_s,
+        rust.infer_images_per_s / py.infer_images_per_s
+    );
+    println!(
+        "{:<22} {:>14.0} {:>14.0} {:>7.2}x",
+        "peak RSS MB",
+        rust.peak_rss_mb,
+        py.peak_rss_mb,
+        rust.peak_rss_mb / py.peak_rss_mb
+    );
+    if let Some(g) = py.peak_gpu_mb {
+        println!("{:<22} {:>14} {:>14.0}", "peak GPU MB (torch)", "-", g);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Clone)]
+pub struct TrainBenchArgs {
+    /// Folder of PNG radiographs (default: $CHESTX_DATA/nih/images).
+    #[arg(long)]
+    images: Option<PathBuf>,
+    #[arg(long, default_value = "resnet50")]
+    arch: String,
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    #[arg(long, default_value_t = 224)]
+    input: i64,
+    #[arg(long, default_value_t = 24)]
+    steps: usize,
+    /// Intra-op threads and decode workers for both sides.
+    #[arg(long = "torch-threads", default_value_t = 2)]
+    torch_threads: i32,
+    #[arg(long, default_value = ".venv/bin/python")]
+    python: PathBuf,
+    #[arg(long, default_value = "benches/train_pytorch.py")]
+    script: PathBuf,
+}
+
+/// Decode + augment + resize + normalize (the chestx loader, prefetching) + a training step.
+fn rust_train_side(a: &TrainBenchArgs, dir: &std::path::Path) -> Result<f64> {
+    use chestx_data::{epoch_order, Loader, LoaderConfig, Sample};
+    tch::set_num_threads(a.torch_threads);
+    tch::manual_seed(0);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!("no PNG images in {}", dir.display());
+    }
+    let samples: Vec<Sample> = files
+        .iter()
+        .map(|p| Sample {
+            image: p.display().to_string(),
+            path: p.clone(),
+            labels: {
+                let mut l = vec![0.0; 14];
+                l[0] = 1.0;
+                l
+            },
+            patient: 0,
+        })
+        .collect();
+    let samples = std::sync::Arc::new(samples);
+    let arch: Arch = a.arch.parse().map_err(anyhow::Error::msg)?;
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let mut cfg = ModelConfig::new(arch, (0..14).map(|i| format!("c{i}")).collect());
+    cfg.input_size = a.input;
+    let net = ChestNet::new(&vs.root(), cfg);
+    let mut adam = Adam::new(&vs, 1e-4, 0.0);
+    let columns: Vec<usize> = (0..14).collect();
+    let (warm, mut done, mut epoch) = (2usize, 0usize, 0u64);
+    let mut t0 = Instant::now();
+    while done < a.steps + warm {
+        let order = epoch_order(samples.len(), 0, epoch, true);
+        let lc = LoaderConfig {
+            batch_size: a.batch,
+            input_size: a.input as u32,
+            shuffle: true,
+            augment: true,
+            seed: 0,
+            prefetch: 2,
+        };
+        let loader = Loader::start(samples.clone(), order, 0, epoch, lc);
+        for b in loader.batches.iter() {
+            if b.n < a.batch {
+                continue; // drop_last, as the reference does
+            }
+            let (x, y) = chestx_train::batch_tensors(&b, a.input, &columns, Device::Cpu);
+            adam.zero_grad();
+            Loss::Wcel
+                .compute(&net.forward(&x, true).logits, &y)
+                .backward();
+            adam.step();
+            done += 1;
+            if done == warm {
+                t0 = Instant::now();
+            }
+            if done >= a.steps + warm {
+                break;
+            }
+        }
+        epoch += 1;
+    }
+    Ok((a.steps * a.batch) as f64 / t0.elapsed().as_secs_f64())
+}
+
+pub fn run_train_bench(a: TrainBenchArgs) -> Result<ExitCode> {
+    let dir = a
+        .images
+        .clone()
+        .unwrap_or_else(|| crate::bench::data_dir().join("nih/images"));
+    // Rayon decodes with the same number of threads the DataLoader gets as workers.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.torch_threads as usize)
+        .build_global();
+    println!(
+        "bench train: {} batch {} at {} px, PNGs from {}, {} threads (tch intra-op + decode workers), {} timed steps",
+        a.arch, a.batch, a.input, dir.display(), a.torch_threads, a.steps
+    );
+    let rust = rust_train_side(&a, &dir)?;
+    let out = Command::new(&a.python)
+        .arg(&a.script)
+        .args([
+            "--images",
+            &dir.display().to_string(),
+            "--arch",
+            &a.arch.to_ascii_lowercase(),
+        ])
+        .args([
+            "--batch",
+            &a.batch.to_string(),
+            "--input",
+            &a.input.to_string(),
+            "--steps",
+            &a.steps.to_string(),
+            "--threads",
+            &a.torch_threads.to_string(),
+        ])
+        .output()
+        .with_context(|| format!("cannot run {}", a.python.display()))?;
+    if !out.status.success() {
+        bail!(
+            "PyTorch side failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let v: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or("{}"),
+    )?;
+    let py = v["train_images_per_s"].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "{:<26} {:>14} {:>14} {:>8}",
+        "", "chestx (tch)", "PyTorch", "ratio"
+    );
+    println!(
+        "{:<26} {:>14.2} {:>14.2} {:>7.2}x",
+        "end-to-end train img/s",
+        rust,
+        py,
+        rust / py
+    );
+    Ok(ExitCode::SUCCESS)
+}

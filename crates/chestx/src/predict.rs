@@ -1,0 +1,134 @@
+//! `chestx predict`: findings, boxes and overlays for new images.
+
+use crate::output::progress;
+use anyhow::{bail, Result};
+use chestx_image::Gray;
+use chestx_model::parse_device;
+use chestx_train::predict::{load_thresholds, predict_image, write_json};
+use chestx_train::Run;
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct PredictArgs {
+    /// PNG/JPEG files or folders of them.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    #[arg(long)]
+    run: PathBuf,
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Checkpoint (default: RUN/best.safetensors).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    #[arg(long, value_delimiter = ',', default_value = "60,180")]
+    heat_thresholds: Vec<u8>,
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+fn collect(p: &Path, out: &mut Vec<PathBuf>) {
+    if p.is_dir() {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(p)
+            .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        v.sort();
+        for e in v {
+            let ext = e
+                .extension()
+                .and_then(|x| x.to_str())
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            if e.is_dir() || matches!(ext.as_str(), "png" | "jpg" | "jpeg" | "dcm") {
+                collect(&e, out);
+            }
+        }
+    } else {
+        out.push(p.to_path_buf());
+    }
+}
+
+pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
+    let device = parse_device(&a.device).map_err(anyhow::Error::msg)?;
+    let run = Run::open(&a.run, device)?;
+    let ckpt = a.checkpoint.clone().unwrap_or_else(|| {
+        if run.best().exists() {
+            run.best()
+        } else {
+            run.latest()
+        }
+    });
+    let (_vs, net) = run.load_model(&ckpt)?;
+    let thresholds = load_thresholds(&a.run, net.config.classes.len());
+    let mut files = Vec::new();
+    for p in &a.inputs {
+        collect(p, &mut files);
+    }
+    if files.is_empty() {
+        bail!("no input images");
+    }
+    std::fs::create_dir_all(&a.output)?;
+    let pb = progress(files.len() as u64, "predicting", 20);
+    let (mut ok, mut failed) = (0, 0);
+    for f in &files {
+        pb.inc(1);
+        let is_dicom = f.extension().is_some_and(|e| e.eq_ignore_ascii_case("dcm"));
+        let img = if is_dicom {
+            Err(format!(
+                "{}: DICOM input is not supported yet (convert to PNG first)",
+                f.display()
+            ))
+        } else {
+            Gray::open(f).map_err(|e| e.to_string())
+        };
+        let img = match img {
+            Ok(i) => i,
+            Err(e) => {
+                pb.println(format!("error: {e}"));
+                failed += 1;
+                continue;
+            }
+        };
+        let stem = f
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "image".into());
+        let (pred, heat) = predict_image(
+            &net,
+            device,
+            &img,
+            &f.display().to_string(),
+            &thresholds,
+            &a.heat_thresholds,
+        );
+        write_json(&a.output.join(format!("{stem}.json")), &pred)?;
+        // Overlay: the heatmap of the most probable finding, with the boxes of every positive one.
+        let top = (0..pred.findings.len())
+            .max_by(|&i, &j| {
+                pred.findings[i]
+                    .probability
+                    .total_cmp(&pred.findings[j].probability)
+            })
+            .unwrap_or(0);
+        let boxes: Vec<_> = pred
+            .findings
+            .iter()
+            .flat_map(|f| f.boxes.iter().copied())
+            .collect();
+        let o = chestx_eval::overlay::render_overlay(&img, heat.get(top), &[], &boxes, 0.45);
+        chestx_eval::overlay::save_overlay(&o, &a.output.join(format!("{stem}_overlay.png")))
+            .map_err(anyhow::Error::msg)?;
+        ok += 1;
+    }
+    pb.finish_and_clear();
+    eprintln!(
+        "{ok} images predicted, {failed} failed -> {}",
+        a.output.display()
+    );
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
