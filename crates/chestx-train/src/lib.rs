@@ -54,6 +54,9 @@ pub struct TrainConfig {
     pub init: Option<PathBuf>,
     /// Save the latest checkpoint every this many steps (and at each epoch end).
     pub checkpoint_every: u64,
+    /// Cosine decay of the learning rate from `lr` to 0 over the run (constant otherwise).
+    #[serde(default)]
+    pub cosine: bool,
 }
 
 /// Per-epoch numbers, one row of `metrics.csv`.
@@ -390,6 +393,11 @@ pub fn train(
                     epoch: epoch + 1,
                     step: state.global_step,
                 });
+            }
+            if cfg.cosine {
+                let total = (cfg.epochs * loader.total_batches).max(1) as f64;
+                let progress = (state.global_step as f64 / total).min(1.0);
+                adam.lr = cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
             }
             adam.zero_grad();
             loss.backward();

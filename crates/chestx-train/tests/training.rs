@@ -48,6 +48,7 @@ fn config(dataset: &Path, input: i64, epochs: usize) -> TrainConfig {
         val_fraction: 0.15,
         init: None,
         checkpoint_every: 1000,
+        cosine: false,
     }
 }
 

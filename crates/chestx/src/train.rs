@@ -57,6 +57,9 @@ pub struct TrainArgs {
     /// Transition-layer channels D.
     #[arg(long, default_value_t = 1024)]
     transition_dim: i64,
+    /// Transition conv kernel: 3 mixes neighbouring cells, 1 keeps heatmaps as sharp as the backbone's.
+    #[arg(long, default_value_t = 3)]
+    transition_kernel: i64,
     /// ResNet-18 only: first-stage width (64 is standard; smaller for CPU demos).
     #[arg(long)]
     width: Option<i64>,
@@ -85,6 +88,9 @@ pub struct TrainArgs {
     val_fraction: f64,
     #[arg(long, default_value_t = 200)]
     checkpoint_every: u64,
+    /// Cosine learning-rate decay to 0 over the run.
+    #[arg(long)]
+    cosine: bool,
     /// cpu, cuda or auto.
     #[arg(long, default_value = "auto")]
     device: String,
@@ -208,6 +214,10 @@ pub fn run_train(a: TrainArgs) -> Result<ExitCode> {
         let mut model = ModelConfig::new(arch, classes);
         model.input_size = a.input;
         model.transition_dim = a.transition_dim;
+        if a.transition_kernel < 1 || a.transition_kernel % 2 == 0 {
+            bail!("--transition-kernel must be odd and positive (1, 3, …)");
+        }
+        model.transition_kernel = a.transition_kernel;
         model.width = a.width;
         model.output_stride = a.output_stride;
         model.pooling = match a.pool {
@@ -235,6 +245,7 @@ pub fn run_train(a: TrainArgs) -> Result<ExitCode> {
             val_fraction: a.val_fraction,
             init: a.init.clone(),
             checkpoint_every: a.checkpoint_every,
+            cosine: a.cosine,
         };
         eprintln!(
             "training {} on {:?} -> {}",
