@@ -123,6 +123,23 @@ impl ChestNet {
         self.backbone.forward_t(images, false)
     }
 
+    /// Grad-CAM (Selvaraju et al. 2017) on the backbone's output feature map, for class `class`:
+    /// channel weights are the spatial mean of d(logit)/d(feature), the map is ReLU(Σ w·feature).
+    /// Works for any pooling and transition; `[B, S, S]`.
+    pub fn grad_cam(&self, images: &Tensor, class: i64) -> Tensor {
+        let feats = tch::no_grad(|| self.backbone.forward_t(images, false))
+            .detach()
+            .set_requires_grad(true);
+        let t = feats.apply(&self.transition);
+        let logits = self.config.pooling.apply(&t).apply(&self.prediction);
+        let score = logits.select(1, class).sum(tch::Kind::Float);
+        let grads = Tensor::run_backward(&[&score], &[&feats], false, false);
+        let w = grads[0].mean_dim(&[2i64, 3][..], true, None);
+        (w * feats.detach())
+            .sum_dim_intlist(&[1i64][..], false, None)
+            .relu()
+    }
+
     /// Class activation maps `[B, C, S, S]`: the transition map weighted by each class's
     /// prediction-layer weights (the bias, constant over space, is left out).
     pub fn cam(&self, transition: &Tensor) -> Tensor {

@@ -79,3 +79,20 @@ fn full_size_backbones_match_pytorch_when_generated() {
         }
     }
 }
+
+#[test]
+fn grad_cam_is_nonnegative_and_follows_the_input_that_drives_the_class() {
+    tch::manual_seed(3);
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let mut cfg = ModelConfig::new(Arch::Resnet18, vec!["a".into(), "b".into()]);
+    cfg.width = Some(8);
+    cfg.input_size = 64;
+    let net = ChestNet::new(&vs.root(), cfg);
+    let x = Tensor::randn([2, 3, 64, 64], (tch::Kind::Float, tch::Device::Cpu));
+    let g = net.grad_cam(&x, 1);
+    assert_eq!(g.size(), vec![2, 2, 2]);
+    assert!(g.min().double_value(&[]) >= 0.0);
+    // CAM and Grad-CAM agree in shape: one value per feature-map cell.
+    let cam = tch::no_grad(|| net.cam(&net.forward(&x, false).transition));
+    assert_eq!(cam.size(), vec![2, 2, 2, 2]);
+}

@@ -30,6 +30,8 @@ pub struct EvalOptions {
     pub batch_size: usize,
     /// A box list to use instead of the dataset's own.
     pub boxes: Option<PathBuf>,
+    /// Which heatmap gives the boxes.
+    pub heatmap: HeatmapKind,
 }
 
 impl Default for EvalOptions {
@@ -43,8 +45,42 @@ impl Default for EvalOptions {
             overlays: 8,
             batch_size: 16,
             boxes: None,
+            heatmap: HeatmapKind::Cam,
         }
     }
+}
+
+/// The paper's class activation map, or Grad-CAM on the backbone's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub enum HeatmapKind {
+    #[default]
+    Cam,
+    GradCam,
+}
+
+/// Probabilities `[B, C]` and heatmaps `[B, C, S, S]` (on the CPU) for a batch.
+pub fn probs_and_heatmaps(
+    net: &crate::ChestNet,
+    x: &tch::Tensor,
+    kind: HeatmapKind,
+) -> (tch::Tensor, tch::Tensor) {
+    let (p, cam) = tch::no_grad(|| {
+        let f = net.forward(x, false);
+        (
+            f.logits.sigmoid().to_device(Device::Cpu),
+            net.cam(&f.transition).to_device(Device::Cpu),
+        )
+    });
+    let maps = match kind {
+        HeatmapKind::Cam => cam,
+        HeatmapKind::GradCam => {
+            let per: Vec<tch::Tensor> = (0..net.config.classes.len() as i64)
+                .map(|c| net.grad_cam(x, c).to_device(Device::Cpu))
+                .collect();
+            tch::Tensor::stack(&per, 1)
+        }
+    };
+    (p, maps)
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -182,13 +218,7 @@ pub fn evaluate(
             continue;
         }
         let (x, y) = batch_tensors(&b, size, &columns, run.device);
-        let (p, cams) = tch::no_grad(|| {
-            let f = net.forward(&x, false);
-            (
-                f.logits.sigmoid().to_device(Device::Cpu),
-                net.cam(&f.transition).to_device(Device::Cpu),
-            )
-        });
+        let (p, cams) = probs_and_heatmaps(&net, &x, opts.heatmap);
         let p: Vec<f32> = Vec::<f32>::try_from(p.flatten(0, -1)).unwrap_or_default();
         let yv: Vec<f32> =
             Vec::<f32>::try_from(y.to_device(Device::Cpu).flatten(0, -1)).unwrap_or_default();

@@ -37,6 +37,7 @@ pub fn predict_image(
     name: &str,
     thresholds: &[f32],
     heat_thresholds: &[u8],
+    kind: crate::evaluate::HeatmapKind,
 ) -> (ImagePrediction, Vec<Heatmap>) {
     let size = net.config.input_size;
     let mut buf = vec![0f32; (3 * size * size) as usize];
@@ -45,13 +46,7 @@ pub fn predict_image(
     let x = Tensor::from_slice(&buf)
         .view([1, 3, size, size])
         .to_device(device);
-    let (p, cam) = tch::no_grad(|| {
-        let f = net.forward(&x, false);
-        (
-            f.logits.sigmoid().to_device(Device::Cpu),
-            net.cam(&f.transition).to_device(Device::Cpu),
-        )
-    });
+    let (p, cam) = crate::evaluate::probs_and_heatmaps(net, &x, kind);
     let p: Vec<f32> = Vec::<f32>::try_from(p.flatten(0, -1)).unwrap_or_default();
     let (_, c, s, _) = cam.size4().expect("4-D CAM");
     let camv: Vec<f32> = Vec::<f32>::try_from(cam.flatten(0, -1)).unwrap_or_default();

@@ -17,6 +17,21 @@ pub enum SplitArg {
     Test,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+pub enum HeatmapArg {
+    Cam,
+    GradCam,
+}
+
+impl From<HeatmapArg> for chestx_train::evaluate::HeatmapKind {
+    fn from(h: HeatmapArg) -> Self {
+        match h {
+            HeatmapArg::Cam => chestx_train::evaluate::HeatmapKind::Cam,
+            HeatmapArg::GradCam => chestx_train::evaluate::HeatmapKind::GradCam,
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct EvalArgs {
     /// Run folder written by `chestx train`.
@@ -47,6 +62,9 @@ pub struct EvalArgs {
     device: String,
     #[arg(long, default_value_t = 16)]
     batch: usize,
+    /// Heatmap for the boxes: the paper's CAM, or Grad-CAM on the backbone's last feature map.
+    #[arg(long, value_enum, default_value_t = HeatmapArg::Cam)]
+    heatmap: HeatmapArg,
 }
 
 pub fn run_eval(a: EvalArgs) -> Result<ExitCode> {
@@ -73,6 +91,7 @@ pub fn run_eval(a: EvalArgs) -> Result<ExitCode> {
         overlays: a.overlays,
         batch_size: a.batch,
         boxes: a.boxes.clone(),
+        heatmap: a.heatmap.into(),
     };
     let pb = progress(0, "evaluating", 0);
     let r = evaluate(&run, &out, &opts, &|i, n| {

@@ -26,6 +26,9 @@ pub struct PredictArgs {
     heat_thresholds: Vec<u8>,
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Heatmap for the boxes: the paper's CAM, or Grad-CAM on the backbone's last feature map.
+    #[arg(long, value_enum, default_value_t = crate::eval::HeatmapArg::Cam)]
+    heatmap: crate::eval::HeatmapArg,
 }
 
 fn collect(p: &Path, out: &mut Vec<PathBuf>) {
@@ -101,6 +104,7 @@ pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
             &f.display().to_string(),
             &thresholds,
             &a.heat_thresholds,
+            a.heatmap.into(),
         );
         write_json(&a.output.join(format!("{stem}.json")), &pred)?;
         // Overlay: the heatmap of the most probable finding, with the boxes of every positive one.
