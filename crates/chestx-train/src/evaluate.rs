@@ -140,13 +140,7 @@ pub fn evaluate(
     progress: &dyn Fn(usize, usize),
 ) -> Result<EvalResults, TrainError> {
     let cfg = &run.config;
-    let checkpoint = opts.checkpoint.clone().unwrap_or_else(|| {
-        if run.best().exists() {
-            run.best()
-        } else {
-            run.latest()
-        }
-    });
+    let checkpoint = run.checkpoint_or_best(opts.checkpoint.as_deref());
     let (_vs, net) = run.load_model(&checkpoint)?;
     let ds = NihDataset::open(&cfg.dataset)
         .map_err(|e| TrainError::Dataset(cfg.dataset.display().to_string(), e.to_string()))?;

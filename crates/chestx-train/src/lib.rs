@@ -131,6 +131,15 @@ impl Run {
         })
     }
 
+    /// The checkpoint to read: the one given, else the best, else the latest.
+    pub fn checkpoint_or_best(&self, explicit: Option<&Path>) -> PathBuf {
+        match explicit {
+            Some(p) => p.to_path_buf(),
+            None if self.best().exists() => self.best(),
+            None => self.latest(),
+        }
+    }
+
     /// Build the model and load a checkpoint's weights into it (for evaluation).
     pub fn load_model(&self, checkpoint: &Path) -> Result<(VarStore, ChestNet), TrainError> {
         let mut vs = VarStore::new(self.device);

@@ -55,13 +55,7 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>) {
 pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
     let device = parse_device(&a.device).map_err(anyhow::Error::msg)?;
     let run = Run::open(&a.run, device)?;
-    let ckpt = a.checkpoint.clone().unwrap_or_else(|| {
-        if run.best().exists() {
-            run.best()
-        } else {
-            run.latest()
-        }
-    });
+    let ckpt = run.checkpoint_or_best(a.checkpoint.as_deref());
     let (_vs, net) = run.load_model(&ckpt)?;
     let thresholds = load_thresholds(&a.run, net.config.classes.len());
     let mut files = Vec::new();
