@@ -71,6 +71,16 @@ impl Finding {
         self as usize
     }
 
+    /// Parse an NIH `Finding Labels` cell ("Cardiomegaly|Emphysema", "No Finding") into one flag per
+    /// column of [`Finding::ALL`].
+    pub fn parse_labels(cell: &str) -> Result<[bool; 15], ParseFindingError> {
+        let mut row = [false; 15];
+        for name in cell.split('|').map(str::trim).filter(|s| !s.is_empty()) {
+            row[name.parse::<Finding>()?.index()] = true;
+        }
+        Ok(row)
+    }
+
     /// The name used in NIH CSV files (`Pleural_Thickening`, `No Finding`).
     pub fn name(self) -> &'static str {
         match self {

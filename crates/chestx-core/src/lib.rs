@@ -8,6 +8,7 @@ mod bbox;
 mod finding;
 pub mod io;
 mod label;
+pub mod seed;
 
 pub use bbox::BBox;
 pub use finding::{Finding, ParseFindingError};

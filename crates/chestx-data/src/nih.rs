@@ -82,11 +82,7 @@ fn csv_reader(path: &Path) -> Result<csv::Reader<Box<dyn Read>>, NihError> {
 
 /// Parse a `Finding Labels` cell ("Cardiomegaly|Emphysema", "No Finding").
 pub fn parse_finding_labels(cell: &str) -> Result<[bool; 15], String> {
-    let mut row = [false; 15];
-    for name in cell.split('|').map(str::trim).filter(|s| !s.is_empty()) {
-        row[name.parse::<Finding>().map_err(|e| e.to_string())?.index()] = true;
-    }
-    Ok(row)
+    Finding::parse_labels(cell).map_err(|e| e.to_string())
 }
 
 /// Ages are numbers in the 2020 release and "058Y"-style strings in the 2017 one.

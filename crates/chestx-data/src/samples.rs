@@ -1,6 +1,7 @@
 //! The training view of a dataset: image path + multi-hot labels per sample, by split.
 
 use crate::nih::NihDataset;
+use chestx_core::seed::mix64;
 use chestx_core::Finding;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -22,13 +23,6 @@ pub enum Split {
     Test,
 }
 
-/// Stable 64-bit mix (SplitMix64's finalizer): assigns patients to validation reproducibly.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
-    z ^ (z >> 31)
-}
-
 impl NihDataset {
     /// Samples of one split whose image file exists. Validation is carved from `train_val_list` by
     /// patient (a `val_list.txt` in the dataset overrides it), so no patient is in two splits.
@@ -45,7 +39,7 @@ impl NihDataset {
                 });
         let in_val = |image: &str, patient: u32| match &val_list {
             Some(v) => v.contains(image),
-            None => (mix(patient as u64 ^ mix(seed)) % 1_000_000) as f64 / 1e6 < val_fraction,
+            None => (mix64(patient as u64 ^ mix64(seed)) % 1_000_000) as f64 / 1e6 < val_fraction,
         };
         let names: &[String] = if split == Split::Test {
             &self.test

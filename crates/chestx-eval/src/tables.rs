@@ -39,18 +39,8 @@ pub fn read_data_entry_labels(path: &Path) -> Result<HashMap<String, [bool; 15]>
     let mut out = HashMap::new();
     for (n, rec) in rdr.records().enumerate() {
         let rec = rec.map_err(|e| bad(path, e.to_string()))?;
-        let mut row = [false; 15];
-        for name in rec
-            .get(cl)
-            .unwrap_or_default()
-            .split('|')
-            .filter(|s| !s.trim().is_empty())
-        {
-            let f: Finding = name
-                .parse()
-                .map_err(|e| bad(path, format!("row {}: {e}", n + 2)))?;
-            row[f.index()] = true;
-        }
+        let row = Finding::parse_labels(rec.get(cl).unwrap_or_default())
+            .map_err(|e| bad(path, format!("row {}: {e}", n + 2)))?;
         out.insert(rec.get(ci).unwrap_or_default().trim().to_string(), row);
     }
     Ok(out)

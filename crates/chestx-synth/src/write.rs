@@ -3,6 +3,7 @@
 
 use crate::background::Backgrounds;
 use crate::lesion::{implant, Lesion, LesionKind};
+use chestx_core::seed::mix64;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -66,12 +67,6 @@ struct Made {
     lesions: Vec<Lesion>,
 }
 
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
-    z ^ (z >> 31)
-}
-
 /// Generate `cfg.n` images into `out` (which is created). Deterministic for a given seed.
 pub fn write_dataset(
     bg: &Backgrounds,
@@ -89,7 +84,7 @@ pub fn write_dataset(
         .into_par_iter()
         .map(|i| {
             let (b, follow_up) = (i % nb, i / nb);
-            let mut rng = ChaCha8Rng::seed_from_u64(mix(cfg.seed ^ mix(i as u64)));
+            let mut rng = ChaCha8Rng::seed_from_u64(mix64(cfg.seed ^ mix64(i as u64)));
             let mut img = bg
                 .get(b, cfg.size, cfg.seed)
                 .map_err(|e| SynthError::Background(b.to_string(), e))?;
@@ -124,7 +119,7 @@ pub fn write_dataset(
 
     // Patient-wise split: shuffle backgrounds, the first share goes to test.
     let mut patients: Vec<usize> = (1..=nb).collect();
-    patients.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(cfg.seed ^ 0x5EED)));
+    patients.shuffle(&mut ChaCha8Rng::seed_from_u64(mix64(cfg.seed ^ 0x5EED)));
     let n_test =
         ((nb as f64 * cfg.test_fraction).round() as usize).clamp(1, nb.saturating_sub(1).max(1));
     let test: std::collections::HashSet<usize> = patients[..n_test].iter().copied().collect();

@@ -380,22 +380,15 @@ pub fn evaluate(
                 crate::predict::youden_threshold(&s, &t).unwrap_or(0.5) as f32
             })
             .collect();
-        write(
+        crate::write_atomic(
             &run.dir.join("thresholds.json"),
             &serde_json::to_vec(&th).expect("serializes"),
         )?;
     }
     let json = serde_json::to_vec_pretty(&res).expect("results serialize");
-    write(&out_dir.join("results.json"), &json)?;
-    write(&out_dir.join("report.md"), markdown(&res).as_bytes())?;
+    crate::write_atomic(&out_dir.join("results.json"), &json)?;
+    crate::write_atomic(&out_dir.join("report.md"), markdown(&res).as_bytes())?;
     Ok(res)
-}
-
-fn write(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| TrainError::Io(path.display().to_string(), e.to_string()))
 }
 
 /// The report: AUC table, then localization laid out like the paper's Table 4.

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use tch::{nn::VarStore, Device, Kind, Tensor};
+use tch::{nn::VarStore, Device, Tensor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -149,7 +149,8 @@ impl Run {
     }
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+/// Write a file atomically: a temporary file beside it, then a rename.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes)
         .and_then(|_| std::fs::rename(&tmp, path))
@@ -157,7 +158,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
 }
 
 /// Classes → their column in the 14-finding label vector.
-fn class_columns(classes: &[String]) -> Result<Vec<usize>, TrainError> {
+pub fn columns_of(classes: &[String]) -> Result<Vec<usize>, TrainError> {
     classes
         .iter()
         .map(|c| {
@@ -312,7 +313,7 @@ pub fn train(
         }
     };
     let cfg = &run.config;
-    let columns = class_columns(&cfg.model.classes)?;
+    let columns = columns_of(&cfg.model.classes)?;
     let train_samples = Arc::new(load_split(
         &cfg.dataset,
         Split::Train,
@@ -508,11 +509,3 @@ fn write_metrics(
         &serde_json::to_vec_pretty(metrics).expect("metrics serialize"),
     )
 }
-
-/// Column indices of `classes` in the 14-finding vector (for evaluation code).
-pub fn columns_of(classes: &[String]) -> Result<Vec<usize>, TrainError> {
-    class_columns(classes)
-}
-
-/// The tensor kind used for images.
-pub const IMAGE_KIND: Kind = Kind::Float;

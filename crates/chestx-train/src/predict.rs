@@ -138,10 +138,7 @@ pub fn youden_threshold(scores: &[f64], labels: &[bool]) -> Option<f64> {
 }
 
 pub fn write_json(path: &Path, pred: &ImagePrediction) -> Result<(), TrainError> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(pred).expect("serializes"))
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| TrainError::Io(path.display().to_string(), e.to_string()))
+    crate::write_atomic(path, &serde_json::to_vec_pretty(pred).expect("serializes"))
 }
 
 #[cfg(test)]

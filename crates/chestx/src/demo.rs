@@ -3,7 +3,7 @@
 
 use crate::train::Bars;
 use anyhow::{bail, Context, Result};
-use chestx_core::{Finding, LabelState};
+use chestx_core::Finding;
 use chestx_data::Split;
 use chestx_model::{parse_device, Arch, Loss, ModelConfig, Pooling};
 use chestx_report::Labeler;
@@ -95,14 +95,9 @@ pub fn run_demo(a: DemoArgs) -> Result<ExitCode> {
         let cells: Vec<String> = Finding::ALL
             .iter()
             .filter_map(|f| {
-                l.labels.get(*f).map(|st| {
-                    let code = match st {
-                        LabelState::Positive => "1",
-                        LabelState::Negative => "0",
-                        LabelState::Uncertain => "-1",
-                    };
-                    format!("{} {code}", f.name())
-                })
+                l.labels
+                    .get(*f)
+                    .map(|st| format!("{} {}", f.name(), st.code()))
             })
             .collect();
         let _ = writeln!(

@@ -140,7 +140,8 @@ struct EvidenceLine<'a> {
     source: &'a str,
     section: Section,
     finding: &'a str,
-    status: &'a str,
+    /// positive, negative or uncertain (LabelState's serde form).
+    status: LabelState,
     sentence: &'a str,
     /// Character (not byte) offsets of the phrase in the source text.
     start: usize,
@@ -159,11 +160,7 @@ fn write_evidence(w: &mut dyn Write, r: &Report, l: &Labelled) -> Result<()> {
             source: &r.sources[m.source].name,
             section: m.section,
             finding: m.finding.map_or("Other", |f| f.name()),
-            status: match m.state {
-                LabelState::Positive => "positive",
-                LabelState::Negative => "negative",
-                LabelState::Uncertain => "uncertain",
-            },
+            status: m.state,
             sentence: &text[m.sentence.clone()],
             start,
             end,
