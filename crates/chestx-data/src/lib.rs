@@ -2,8 +2,10 @@
 //! (plain or gzipped), `train_val_list.txt` / `test_list.txt`, `BBox_List_2017.csv` with its odd
 //! header, and images in `images/` or the released `images_001 … images_012/images/` folders.
 //! Then the training view of a dataset (samples per split, patient-wise validation) and the batch
-//! loader that decodes, resizes, augments and normalizes in parallel ahead of the model.
+//! loader that decodes, resizes, augments and normalizes in parallel ahead of the model. And the way
+//! in: `ingest` turns hospital DICOM/PNG exports into a pseudonymized dataset in that same layout.
 
+pub mod ingest;
 pub mod loader;
 pub mod nih;
 pub mod samples;

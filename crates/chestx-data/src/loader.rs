@@ -77,6 +77,10 @@ pub fn prepare(
                 rng.random_range(0.9f32..1.1),
                 rng.random_range(-0.1f32..0.1),
             );
+            // Mirror half the films, as CheXNet and most chest work do: findings occur on both sides.
+            if rng.random_bool(0.5) {
+                crop.chunks_mut(side as usize).for_each(|row| row.reverse());
+            }
             let mut g = Gray::new(side, side, crop).resize(size, size);
             g.data
                 .iter_mut()

@@ -26,11 +26,13 @@ pub struct NihEntry {
     /// Multi-hot over [`Finding::ALL`]; `No Finding` set for normal images.
     pub labels: [bool; 15],
     pub follow_up: u32,
-    pub patient_id: u32,
+    /// NIH numbers patients from 1; `chestx ingest` writes keyed-hash pseudonyms up to 10¹².
+    pub patient_id: u64,
     pub age: Option<u32>,
     pub gender: String,
     pub view: String,
     pub original_size: (u32, u32),
+    /// mm per pixel (x, y); NaN where the source did not say.
     pub pixel_spacing: (f64, f64),
 }
 
@@ -148,7 +150,7 @@ impl NihDataset {
         self.index.get(image).map(|&i| &self.entries[i])
     }
 
-    pub fn patients(&self) -> HashSet<u32> {
+    pub fn patients(&self) -> HashSet<u64> {
         self.entries.iter().map(|e| e.patient_id).collect()
     }
 
@@ -199,17 +201,24 @@ fn read_data_entry(path: &Path) -> Result<Vec<NihEntry>, NihError> {
                 )
             })
         };
+        let spacing = |i: usize| {
+            if get(i).is_empty() {
+                Ok(f64::NAN)
+            } else {
+                num(i)
+            }
+        };
         out.push(NihEntry {
             image: get(ci).to_string(),
             labels: parse_finding_labels(get(cl))
                 .map_err(|e| bad(path, format!("line {line}: {e}")))?,
             follow_up: num(cf)? as u32,
-            patient_id: num(cp)? as u32,
+            patient_id: num(cp)? as u64,
             age: parse_age(get(ca)),
             gender: get(cg).to_string(),
             view: get(cv).to_string(),
             original_size: (num(csize)? as u32, num(csize + 1)? as u32),
-            pixel_spacing: (num(csize + 2)?, num(csize + 3)?),
+            pixel_spacing: (spacing(csize + 2)?, spacing(csize + 3)?),
         });
     }
     Ok(out)

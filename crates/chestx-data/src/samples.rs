@@ -13,7 +13,7 @@ pub struct Sample {
     pub path: PathBuf,
     /// One 0/1 value per class, in the 14-finding order.
     pub labels: Vec<f32>,
-    pub patient: u32,
+    pub patient: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,9 +37,9 @@ impl NihDataset {
                         .filter(|l| !l.is_empty())
                         .collect()
                 });
-        let in_val = |image: &str, patient: u32| match &val_list {
+        let in_val = |image: &str, patient: u64| match &val_list {
             Some(v) => v.contains(image),
-            None => (mix64(patient as u64 ^ mix64(seed)) % 1_000_000) as f64 / 1e6 < val_fraction,
+            None => (mix64(patient ^ mix64(seed)) % 1_000_000) as f64 / 1e6 < val_fraction,
         };
         let names: &[String] = if split == Split::Test {
             &self.test

@@ -31,8 +31,8 @@ fn nih_release_counts_and_invariants() {
             .unwrap_or_else(|| panic!("{img} not in Data_Entry"))
             .patient_id
     };
-    let train_p: HashSet<u32> = ds.train_val.iter().map(|i| patient(i)).collect();
-    let test_p: HashSet<u32> = ds.test.iter().map(|i| patient(i)).collect();
+    let train_p: HashSet<u64> = ds.train_val.iter().map(|i| patient(i)).collect();
+    let test_p: HashSet<u64> = ds.test.iter().map(|i| patient(i)).collect();
     assert!(train_p.is_disjoint(&test_p));
     let all: HashSet<&String> = ds.train_val.iter().chain(&ds.test).collect();
     assert_eq!(all.len(), 112_120);

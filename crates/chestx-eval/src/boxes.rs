@@ -5,7 +5,7 @@
 //! IoBB (intersection over the *detected* box's area) or IoU with a true box reaches T; detections that
 //! hit no true box are false positives, averaged per image (AFP).
 
-use chestx_core::BBox;
+use chestx_core::{BBox, CellGrid};
 
 /// A dense heatmap, row-major, `width × height`.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +27,37 @@ impl Heatmap {
             height,
             data,
         }
+    }
+
+    /// This map resampled onto the network's `side × side` input, each cell placed where `grid` says
+    /// it looks: bilinear between cell centres, held flat beyond the outermost ones.
+    pub fn on_input(&self, grid: CellGrid, side: usize) -> Heatmap {
+        self.on_input_xy(grid, grid, side)
+    }
+
+    /// [`Heatmap::on_input`] with a grid per axis (a map flipped along one axis only).
+    pub fn on_input_xy(&self, gx: CellGrid, gy: CellGrid, side: usize) -> Heatmap {
+        let taps = |cells: usize, grid: CellGrid| -> Vec<(usize, usize, f32)> {
+            (0..side)
+                .map(|p| {
+                    let u = grid.cell_at(p as f64 + 0.5).clamp(0.0, (cells - 1) as f64);
+                    let i0 = u.floor() as usize;
+                    let i1 = (i0 + 1).min(cells - 1);
+                    (i0, i1, (u - i0 as f64) as f32)
+                })
+                .collect()
+        };
+        let (tx, ty) = (taps(self.width, gx), taps(self.height, gy));
+        let mut data = Vec::with_capacity(side * side);
+        for &(y0, y1, fy) in &ty {
+            let (r0, r1) = (y0 * self.width, y1 * self.width);
+            for &(x0, x1, fx) in &tx {
+                let top = self.data[r0 + x0] * (1.0 - fx) + self.data[r0 + x1] * fx;
+                let bottom = self.data[r1 + x0] * (1.0 - fx) + self.data[r1 + x1] * fx;
+                data.push(top * (1.0 - fy) + bottom * fy);
+            }
+        }
+        Heatmap::new(side, side, data)
     }
 
     /// Min-max scaled to 0..=255 (rounded). A constant map carries no location and scales to zeros.
@@ -194,6 +225,37 @@ mod tests {
             .flat_map(|r| r.bytes().map(|b| (b - b'0') as f32))
             .collect();
         Heatmap::new(w, rows.len(), data)
+    }
+
+    #[test]
+    fn resampling_puts_cells_where_the_grid_says() {
+        // One hot cell at (1, 2) of a 4×4 map with stride 8.
+        let mut data = vec![0.0; 16];
+        data[2 * 4 + 1] = 1.0;
+        let h = Heatmap::new(4, 4, data);
+        let peak = |m: &Heatmap| {
+            let i = (0..m.data.len())
+                .max_by(|&a, &b| m.data[a].total_cmp(&m.data[b]))
+                .unwrap();
+            (i % m.width, i / m.width)
+        };
+        // ResNet-like: cell i centred on pixel 8i → peak at pixel (8, 16).
+        let resnet = CellGrid {
+            stride: 8.0,
+            origin: 0.5,
+        };
+        let up = h.on_input(resnet, 32);
+        assert_eq!(peak(&up), (8, 16));
+        assert_eq!(up.data[16 * 32 + 8], 1.0);
+        // Halfway to the next centre, half the heat; beyond the last centre, held flat.
+        assert!((up.data[16 * 32 + 12] - 0.5).abs() < 0.07);
+        let edge = Heatmap::new(4, 4, (0..16).map(|i| (i % 4) as f32).collect());
+        let e = edge.on_input(resnet, 32);
+        assert_eq!((e.data[31], e.data[30], e.data[0]), (3.0, 3.0, 0.0));
+        // Tiled: cell i spans pixels [8i, 8i+8), its centre between pixels 8i+3 and 8i+4.
+        let t = h.on_input(CellGrid::tiled(8.0), 32);
+        let (x, y) = peak(&t);
+        assert!((11..=12).contains(&x) && (19..=20).contains(&y), "{x},{y}");
     }
 
     fn boxes(h: &Heatmap, t: u8, scale: f64) -> Vec<(f64, f64, f64, f64)> {

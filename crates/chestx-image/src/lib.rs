@@ -1,6 +1,8 @@
 //! Radiograph pixels. Everything becomes a single-channel `f32` image in [0, 1] on decode, whatever
-//! the file held (8/16-bit grayscale, RGB, RGBA): radiographs are grayscale, and one representation
-//! keeps resize and normalization simple and exact.
+//! the file held (DICOM of any bit depth, 8/16-bit grayscale, RGB, RGBA PNG/JPEG): radiographs are
+//! grayscale, and one representation keeps resize and normalization simple and exact.
+
+pub mod dicom;
 
 use image::{imageops, ImageBuffer, Luma};
 use std::path::Path;
@@ -35,7 +37,7 @@ impl Gray {
         }
     }
 
-    /// Decode a PNG or JPEG file. Colour is reduced to luminance; alpha is ignored.
+    /// Decode a PNG, JPEG or DICOM file. Colour is reduced to luminance; alpha is ignored.
     pub fn open(path: &Path) -> Result<Gray, ImageError> {
         let bytes = std::fs::read(path).map_err(|e| ImageError::Decode {
             path: path.display().to_string(),
@@ -47,8 +49,11 @@ impl Gray {
         })
     }
 
-    /// Decode PNG/JPEG bytes.
+    /// Decode PNG, JPEG or DICOM bytes (DICOM through [`dicom::decode`]: windowed, air dark).
     pub fn decode(bytes: &[u8]) -> Result<Gray, String> {
+        if image::guess_format(bytes).is_err() && dicom::looks_like_dicom(bytes) {
+            return dicom::decode(bytes).map(|(g, _)| g);
+        }
         let img = image::load_from_memory(bytes).map_err(|e| e.to_string())?;
         let (w, h) = (img.width(), img.height());
         let data = match img {

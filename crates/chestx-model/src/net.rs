@@ -118,6 +118,11 @@ impl ChestNet {
         }
     }
 
+    /// Where heatmap cells sit on the input (the transition conv keeps centres: odd kernel, same padding).
+    pub fn cell_grid(&self) -> chestx_core::CellGrid {
+        self.config.arch.cell_grid(self.config.output_stride)
+    }
+
     /// Backbone feature map only (for parity checks against torchvision).
     pub fn features(&self, images: &Tensor) -> Tensor {
         self.backbone.forward_t(images, false)

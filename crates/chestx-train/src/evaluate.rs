@@ -2,12 +2,12 @@
 //! with hand-drawn boxes — the paper's localization table (accuracy and average false positives at
 //! T(IoBB) and T(IoU) thresholds) from class activation maps turned into boxes.
 
+use crate::heat::{batch_heat, heat_boxes, ClassHeat, HeatOptions};
 use crate::{batch_tensors, columns_of, Run, TrainError};
 use chestx_core::{BBox, Finding};
 use chestx_data::{epoch_order, Loader, LoaderConfig, NihDataset, Sample, Split};
 use chestx_eval::boxes::{
-    boxes_from_heatmap, localization, Heatmap, LocCase, LocScore, Overlap, IOBB_THRESHOLDS,
-    IOU_THRESHOLDS,
+    localization, LocCase, LocScore, Overlap, IOBB_THRESHOLDS, IOU_THRESHOLDS,
 };
 use chestx_eval::{bootstrap_auc_ci, roc_auc, roc_curve};
 use chestx_image::Gray;
@@ -30,8 +30,8 @@ pub struct EvalOptions {
     pub batch_size: usize,
     /// A box list to use instead of the dataset's own.
     pub boxes: Option<PathBuf>,
-    /// Which heatmap gives the boxes.
-    pub heatmap: HeatmapKind,
+    /// Which heatmap gives the boxes, and how.
+    pub heat: HeatOptions,
 }
 
 impl Default for EvalOptions {
@@ -45,42 +45,9 @@ impl Default for EvalOptions {
             overlays: 8,
             batch_size: 16,
             boxes: None,
-            heatmap: HeatmapKind::Cam,
+            heat: HeatOptions::default(),
         }
     }
-}
-
-/// The paper's class activation map, or Grad-CAM on the backbone's output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-pub enum HeatmapKind {
-    #[default]
-    Cam,
-    GradCam,
-}
-
-/// Probabilities `[B, C]` and heatmaps `[B, C, S, S]` (on the CPU) for a batch.
-pub fn probs_and_heatmaps(
-    net: &crate::ChestNet,
-    x: &tch::Tensor,
-    kind: HeatmapKind,
-) -> (tch::Tensor, tch::Tensor) {
-    let (p, cam) = tch::no_grad(|| {
-        let f = net.forward(x, false);
-        (
-            f.logits.sigmoid().to_device(Device::Cpu),
-            net.cam(&f.transition).to_device(Device::Cpu),
-        )
-    });
-    let maps = match kind {
-        HeatmapKind::Cam => cam,
-        HeatmapKind::GradCam => {
-            let per: Vec<tch::Tensor> = (0..net.config.classes.len() as i64)
-                .map(|c| net.grad_cam(x, c).to_device(Device::Cpu))
-                .collect();
-            tch::Tensor::stack(&per, 1)
-        }
-    };
-    (p, maps)
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -108,31 +75,6 @@ pub struct EvalResults {
     pub overlays: Vec<String>,
 }
 
-/// Heatmap of one class, upsampled to `side`² and min-max scaled, as boxes in `out_w × out_h`.
-pub fn heat_boxes(
-    cam: &Heatmap,
-    side: u32,
-    thresholds: &[u8],
-    out_w: f64,
-    out_h: f64,
-) -> (Heatmap, Vec<BBox>) {
-    let lo = cam.data.iter().copied().fold(f32::INFINITY, f32::min);
-    let hi = cam.data.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let span = if hi > lo { hi - lo } else { 1.0 };
-    let unit: Vec<f32> = cam.data.iter().map(|v| (v - lo) / span).collect();
-    let up = Gray::new(cam.width as u32, cam.height as u32, unit).resize(side, side);
-    let hm = Heatmap::new(side as usize, side as usize, up.data);
-    let mut boxes = Vec::new();
-    for &t in thresholds {
-        boxes.extend(
-            boxes_from_heatmap(&hm, t, out_w, out_h)
-                .into_iter()
-                .map(|d| d.bbox),
-        );
-    }
-    (hm, boxes)
-}
-
 pub fn evaluate(
     run: &Run,
     out_dir: &Path,
@@ -142,6 +84,7 @@ pub fn evaluate(
     let cfg = &run.config;
     let checkpoint = run.checkpoint_or_best(opts.checkpoint.as_deref());
     let (_vs, net) = run.load_model(&checkpoint)?;
+    let grid = net.cell_grid();
     let ds = NihDataset::open(&cfg.dataset)
         .map_err(|e| TrainError::Dataset(cfg.dataset.display().to_string(), e.to_string()))?;
     let (samples, _missing) = ds.samples(opts.split, cfg.val_fraction, cfg.seed);
@@ -203,7 +146,7 @@ pub fn evaluate(
     let mut failed = Vec::new();
     // Per class: localization cases; and heatmaps kept for overlays.
     let mut cases: Vec<Vec<LocCase>> = vec![Vec::new(); classes.len()];
-    let mut kept: Vec<(usize, Vec<Heatmap>)> = Vec::new();
+    let mut kept: Vec<(usize, Vec<ClassHeat>)> = Vec::new();
     let mut overlay_budget_plain = opts.overlays / 4;
     for b in loader.batches.iter() {
         progress(b.index + 1, total);
@@ -212,12 +155,9 @@ pub fn evaluate(
             continue;
         }
         let (x, y) = batch_tensors(&b, size, &columns, run.device);
-        let (p, cams) = probs_and_heatmaps(&net, &x, opts.heatmap);
-        let p: Vec<f32> = Vec::<f32>::try_from(p.flatten(0, -1)).unwrap_or_default();
+        let (p, heat) = batch_heat(&net, &x, opts.heat);
         let yv: Vec<f32> =
             Vec::<f32>::try_from(y.to_device(Device::Cpu).flatten(0, -1)).unwrap_or_default();
-        let (_, c, s, _) = cams.size4().expect("4-D CAM");
-        let camv: Vec<f32> = Vec::<f32>::try_from(cams.flatten(0, -1)).unwrap_or_default();
         let nc = classes.len();
         for (k, &si) in b.samples.iter().enumerate() {
             probs.push(p[k * nc..(k + 1) * nc].to_vec());
@@ -228,16 +168,7 @@ pub fn evaluate(
             if !boxed && !want_overlay {
                 continue;
             }
-            let hms: Vec<Heatmap> = (0..c as usize)
-                .map(|ci| {
-                    let off = (k * c as usize + ci) * (s * s) as usize;
-                    Heatmap::new(
-                        s as usize,
-                        s as usize,
-                        camv[off..off + (s * s) as usize].to_vec(),
-                    )
-                })
-                .collect();
+            let hms = &heat[k];
             if boxed {
                 let (w, h) =
                     image::image_dimensions(&sample.path).unwrap_or((size as u32, size as u32));
@@ -245,6 +176,7 @@ pub fn evaluate(
                     if let Some(tb) = truth_boxes.get(&(sample.image.clone(), *f)) {
                         let (_, det) = heat_boxes(
                             &hms[ci],
+                            grid,
                             size as u32,
                             &opts.heat_thresholds,
                             w as f64,
@@ -260,7 +192,7 @@ pub fn evaluate(
                 overlay_budget_plain -= 1;
             }
             if want_overlay {
-                kept.push((si, hms));
+                kept.push((si, hms.clone()));
             }
         }
     }
@@ -333,6 +265,7 @@ pub fn evaluate(
                 .unwrap_or_default();
             let (hm, det) = heat_boxes(
                 &hms[ci],
+                grid,
                 size as u32,
                 &opts.heat_thresholds,
                 img.width as f64,

@@ -5,6 +5,7 @@
 mod adam;
 pub mod checkpoint;
 pub mod evaluate;
+pub mod heat;
 pub mod predict;
 
 pub use adam::Adam;

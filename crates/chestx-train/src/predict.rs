@@ -1,7 +1,7 @@
 //! Predictions on new images: probabilities per finding, and heatmap boxes for the findings above
 //! their operating threshold.
 
-use crate::evaluate::heat_boxes;
+use crate::heat::{batch_heat, heat_boxes, HeatOptions};
 use crate::{ChestNet, TrainError};
 use chestx_core::BBox;
 use chestx_eval::boxes::Heatmap;
@@ -29,7 +29,7 @@ pub struct ImagePrediction {
     pub preprocessing: String,
 }
 
-/// Predict one decoded image; also returns the heatmaps (per class) for overlays.
+/// Predict one decoded image; also returns each class's heatmap on the model input (for overlays).
 pub fn predict_image(
     net: &ChestNet,
     device: Device,
@@ -37,7 +37,7 @@ pub fn predict_image(
     name: &str,
     thresholds: &[f32],
     heat_thresholds: &[u8],
-    kind: crate::evaluate::HeatmapKind,
+    heat: HeatOptions,
 ) -> (ImagePrediction, Vec<Heatmap>) {
     let size = net.config.input_size;
     let mut buf = vec![0f32; (3 * size * size) as usize];
@@ -46,40 +46,35 @@ pub fn predict_image(
     let x = Tensor::from_slice(&buf)
         .view([1, 3, size, size])
         .to_device(device);
-    let (p, cam) = crate::evaluate::probs_and_heatmaps(net, &x, kind);
-    let p: Vec<f32> = Vec::<f32>::try_from(p.flatten(0, -1)).unwrap_or_default();
-    let (_, c, s, _) = cam.size4().expect("4-D CAM");
-    let camv: Vec<f32> = Vec::<f32>::try_from(cam.flatten(0, -1)).unwrap_or_default();
-    let n = (s * s) as usize;
-    let heatmaps: Vec<Heatmap> = (0..c as usize)
-        .map(|ci| Heatmap::new(s as usize, s as usize, camv[ci * n..(ci + 1) * n].to_vec()))
-        .collect();
+    let (p, mut per_image) = batch_heat(net, &x, heat);
+    let classes = per_image.swap_remove(0);
+    let grid = net.cell_grid();
+    let mut heatmaps = Vec::with_capacity(classes.len());
     let findings = net
         .config
         .classes
         .iter()
+        .zip(&classes)
         .enumerate()
-        .map(|(ci, name)| {
+        .map(|(ci, (name, h))| {
             let threshold = thresholds.get(ci).copied().unwrap_or(0.5);
             let positive = p[ci] >= threshold;
-            let boxes = if positive {
-                heat_boxes(
-                    &heatmaps[ci],
-                    size as u32,
-                    heat_thresholds,
-                    img.width as f64,
-                    img.height as f64,
-                )
-                .1
-            } else {
-                Vec::new()
-            };
+            let (hm, boxes) = heat_boxes(
+                h,
+                grid,
+                size as u32,
+                heat_thresholds,
+                img.width as f64,
+                img.height as f64,
+            );
+            heatmaps.push(hm);
             FindingPrediction {
                 finding: name.clone(),
                 probability: p[ci],
                 threshold,
                 positive,
-                boxes,
+                // Boxes only where the finding is called.
+                boxes: if positive { boxes } else { Vec::new() },
             }
         })
         .collect();

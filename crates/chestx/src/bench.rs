@@ -21,6 +21,8 @@ enum BenchWhat {
     Model(crate::bench_model::ModelBenchArgs),
     /// End-to-end training images/s on real PNGs (decode + augment + step) next to PyTorch + DataLoader.
     Train(crate::bench_model::TrainBenchArgs),
+    /// Decode + resize + normalize the NIH originals next to PIL + torchvision, same threads.
+    Decode(crate::bench_decode::DecodeBenchArgs),
     /// Label the OpenI development reports, repeated, and print reports/s (one thread and all threads).
     Label {
         /// Reports to label (default: $CHESTX_DATA/openi/reports.csv, else ../shared/data/openi/reports.csv).
@@ -45,6 +47,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
             min_reports,
         } => bench_label(reports, min_reports),
         BenchWhat::Model(m) => crate::bench_model::run(m),
+        BenchWhat::Decode(d) => crate::bench_decode::run(d),
         BenchWhat::Train(t) => crate::bench_model::run_train_bench(t),
     }
 }

@@ -5,6 +5,7 @@ use anyhow::Result;
 use chestx_data::Split;
 use chestx_model::parse_device;
 use chestx_train::evaluate::{evaluate, markdown, EvalOptions};
+use chestx_train::heat::{Flips, HeatOptions, HeatmapKind};
 use chestx_train::Run;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
@@ -23,11 +24,38 @@ pub enum HeatmapArg {
     GradCam,
 }
 
-impl From<HeatmapArg> for chestx_train::evaluate::HeatmapKind {
-    fn from(h: HeatmapArg) -> Self {
-        match h {
-            HeatmapArg::Cam => chestx_train::evaluate::HeatmapKind::Cam,
-            HeatmapArg::GradCam => chestx_train::evaluate::HeatmapKind::GradCam,
+#[derive(Clone, Copy, ValueEnum)]
+pub enum FlipsArg {
+    None,
+    Mirror,
+    Both,
+}
+
+/// How heatmaps are made, shared by `eval` and `predict`.
+#[derive(Args, Clone, Copy)]
+pub struct HeatArgs {
+    /// Heatmap for the boxes: the paper's CAM, or Grad-CAM on the backbone's last feature map.
+    #[arg(long, value_enum, default_value_t = HeatmapArg::Cam)]
+    heatmap: HeatmapArg,
+    /// Also run flipped copies of each image and average their heatmaps, flipped back, with its own:
+    /// cancels the offset of detectors that fire beside a lesion rather than on it (mirror: left–right;
+    /// both: also up–down).
+    #[arg(long, value_enum, default_value_t = FlipsArg::None)]
+    flips: FlipsArg,
+}
+
+impl From<HeatArgs> for HeatOptions {
+    fn from(h: HeatArgs) -> Self {
+        HeatOptions {
+            kind: match h.heatmap {
+                HeatmapArg::Cam => HeatmapKind::Cam,
+                HeatmapArg::GradCam => HeatmapKind::GradCam,
+            },
+            flips: match h.flips {
+                FlipsArg::None => Flips::None,
+                FlipsArg::Mirror => Flips::Mirror,
+                FlipsArg::Both => Flips::Both,
+            },
         }
     }
 }
@@ -62,9 +90,8 @@ pub struct EvalArgs {
     device: String,
     #[arg(long, default_value_t = 16)]
     batch: usize,
-    /// Heatmap for the boxes: the paper's CAM, or Grad-CAM on the backbone's last feature map.
-    #[arg(long, value_enum, default_value_t = HeatmapArg::Cam)]
-    heatmap: HeatmapArg,
+    #[command(flatten)]
+    heat: HeatArgs,
 }
 
 pub fn run_eval(a: EvalArgs) -> Result<ExitCode> {
@@ -91,7 +118,7 @@ pub fn run_eval(a: EvalArgs) -> Result<ExitCode> {
         overlays: a.overlays,
         batch_size: a.batch,
         boxes: a.boxes.clone(),
-        heatmap: a.heatmap.into(),
+        heat: a.heat.into(),
     };
     let pb = progress(0, "evaluating", 0);
     let r = evaluate(&run, &out, &opts, &|i, n| {

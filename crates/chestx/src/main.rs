@@ -3,9 +3,11 @@
 
 mod auc;
 mod bench;
+mod bench_decode;
 mod bench_model;
 mod demo;
 mod eval;
+mod ingest;
 mod label;
 mod output;
 mod predict;
@@ -40,11 +42,16 @@ enum Command {
     Train(train::TrainArgs),
     /// Convert released weights (.pth/.safetensors) to a backbone safetensors file for --init.
     ImportWeights(train::ImportArgs),
+    /// Build a dataset from hospital exports: DICOM/PNG/JPEG → PNGs, Data_Entry.csv, patient-wise split,
+    /// pseudonymized patients, labels from reports.
+    Ingest(ingest::IngestArgs),
+    /// Show a DICOM/PNG/JPEG file's key attributes and write a preview PNG.
+    Inspect(ingest::InspectArgs),
     /// Write a phantom dataset: lesions with known boxes implanted into radiographs (NIH layout).
     Synth(train::SynthArgs),
     /// Evaluate a trained run: per-class AUC with CIs, ROC plots, localization table, overlays.
     Eval(eval::EvalArgs),
-    /// Predict findings, heatmap boxes and overlays for new PNG/JPEG images.
+    /// Predict findings, heatmap boxes and overlays for new PNG/JPEG/DICOM images.
     Predict(predict::PredictArgs),
     /// The whole pipeline on phantoms in minutes: synth, label, train, eval, report.
     Demo(demo::DemoArgs),
@@ -70,6 +77,8 @@ fn main() -> ExitCode {
         Command::Train(a) => train::run_train(a),
         Command::ImportWeights(a) => train::run_import(a),
         Command::Synth(a) => train::run_synth(a),
+        Command::Ingest(a) => ingest::run_ingest(a),
+        Command::Inspect(a) => ingest::run_inspect(a),
         Command::Eval(a) => eval::run_eval(a),
         Command::Predict(a) => predict::run_predict(a),
         Command::Demo(a) => demo::run_demo(a),

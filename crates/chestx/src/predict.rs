@@ -26,9 +26,8 @@ pub struct PredictArgs {
     heat_thresholds: Vec<u8>,
     #[arg(long, default_value = "auto")]
     device: String,
-    /// Heatmap for the boxes: the paper's CAM, or Grad-CAM on the backbone's last feature map.
-    #[arg(long, value_enum, default_value_t = crate::eval::HeatmapArg::Cam)]
-    heatmap: crate::eval::HeatmapArg,
+    #[command(flatten)]
+    heat: crate::eval::HeatArgs,
 }
 
 fn collect(p: &Path, out: &mut Vec<PathBuf>) {
@@ -70,15 +69,7 @@ pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
     let (mut ok, mut failed) = (0, 0);
     for f in &files {
         pb.inc(1);
-        let is_dicom = f.extension().is_some_and(|e| e.eq_ignore_ascii_case("dcm"));
-        let img = if is_dicom {
-            Err(format!(
-                "{}: DICOM input is not supported yet (convert to PNG first)",
-                f.display()
-            ))
-        } else {
-            Gray::open(f).map_err(|e| e.to_string())
-        };
+        let img = Gray::open(f).map_err(|e| e.to_string());
         let img = match img {
             Ok(i) => i,
             Err(e) => {
@@ -98,7 +89,7 @@ pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
             &f.display().to_string(),
             &thresholds,
             &a.heat_thresholds,
-            a.heatmap.into(),
+            a.heat.into(),
         );
         write_json(&a.output.join(format!("{stem}.json")), &pred)?;
         // Overlay: the heatmap of the most probable finding, with the boxes of every positive one.

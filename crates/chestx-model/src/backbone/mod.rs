@@ -7,6 +7,7 @@ mod googlenet;
 mod resnet;
 mod vgg;
 
+use chestx_core::{CellGrid, Window};
 use serde::{Deserialize, Serialize};
 use tch::nn;
 
@@ -62,6 +63,48 @@ impl Arch {
     /// Total downsampling from input to feature map (1024 -> 32 for ResNet/DenseNet).
     pub fn stride(self) -> i64 {
         32
+    }
+
+    /// Where the cells of the feature map at `output_stride` (32, or 16 for ResNets) sit on the input,
+    /// from the downsampling layers each network is built with (see [`CellGrid`]).
+    pub fn cell_grid(self, output_stride: i64) -> CellGrid {
+        const CONV1: Window = Window::new(7, 2, 3);
+        const HALVE: Window = Window::new(3, 2, 1);
+        let layers: Vec<Window> = match self {
+            Arch::Resnet18 | Arch::Resnet34 | Arch::Resnet50 | Arch::Resnet101 => {
+                // conv1, maxpool, then layer2..layer4 (layer4 dilated, not strided, at 16).
+                let stages = if output_stride == 16 { 2 } else { 3 };
+                [CONV1, HALVE]
+                    .into_iter()
+                    .chain([HALVE; 3].into_iter().take(stages))
+                    .collect()
+            }
+            // conv0, pool0, three transitions with 2×2 average pooling.
+            Arch::Densenet121 => vec![
+                CONV1,
+                HALVE,
+                Window::new(2, 2, 0),
+                Window::new(2, 2, 0),
+                Window::new(2, 2, 0),
+            ],
+            // conv 11/4, three unpadded 3×3/2 max-pools (the 5×5 and 3×3 convs keep centres).
+            Arch::Alexnet => vec![
+                Window::new(11, 4, 2),
+                Window::new(3, 2, 0),
+                Window::new(3, 2, 0),
+                Window::new(3, 2, 0),
+            ],
+            // conv1, maxpool1..3 (3×3/2 unpadded), maxpool4 (2×2/2).
+            Arch::Googlenet => vec![
+                CONV1,
+                Window::new(3, 2, 0),
+                Window::new(3, 2, 0),
+                Window::new(3, 2, 0),
+                Window::new(2, 2, 0),
+            ],
+            Arch::Vgg16 => vec![Window::new(2, 2, 0); 5],
+        };
+        CellGrid::of_layers(&layers)
     }
 
     /// Key prefixes of a torchvision state dict that belong to the removed classifier.

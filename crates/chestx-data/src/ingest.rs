@@ -1,0 +1,477 @@
+//! Hospital exports to a dataset in the NIH layout, the way ChestX-ray8 was built from a PACS:
+//! DICOM/PNG/JPEG → windowed 8-bit grayscale PNGs at one size, `Data_Entry.csv`, and a split by
+//! patient.
+//!
+//! Privacy is structural. Patient ids are replaced by keyed-hash pseudonyms (HMAC-SHA-256 with a
+//! secret only the hospital holds, so nobody without it can confirm a guessed id); names and birth dates
+//! are never read; the PNGs carry pixels only; and the only things written about a source file are the
+//! pseudonymous index row and, for files that failed, a list kept *beside* the dataset, not in it.
+//!
+//! Work is in three passes: headers of every source (parallel), a plan (pseudonyms, follow-up numbers
+//! in study order per patient, the split), then pixels (parallel). The plan depends only on the
+//! sources, the secret and the seed, so a re-run plans the same names and skips images already written:
+//! an interrupted ingest resumes.
+
+use chestx_core::seed::mix64;
+use chestx_core::{Finding, ReportLabels};
+use chestx_image::dicom::{self, DicomInfo};
+use chestx_image::Gray;
+use hmac::{Hmac, Mac};
+use rayon::prelude::*;
+use sha2::Sha256;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// Where a source's metadata came from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceKind {
+    Dicom,
+    /// PNG/JPEG: no header. The patient is the `NNN` of a `NNN_MMM` file name (NIH style, `MMM` the
+    /// order), else the file itself.
+    Picture,
+}
+
+/// One source image, header read, pixels not yet.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub path: PathBuf,
+    pub kind: SourceKind,
+    /// Raw patient identifier (never written).
+    patient_key: String,
+    /// Sort key for follow-up order within a patient (study date/time, study, file).
+    order_key: String,
+    /// Raw key reports are matched on: the file stem.
+    pub report_key: String,
+    pub age: Option<u32>,
+    pub sex: Option<String>,
+    pub view: Option<String>,
+    pub size: (u32, u32),
+    pub spacing: Option<(f64, f64)>,
+}
+
+/// A source that could not be used, and why.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// Options of one ingest.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Output side in pixels (square; NIH: 1024).
+    pub size: u32,
+    /// Train / validation / test shares of patients (any positive weights).
+    pub split: [u32; 3],
+    pub seed: u64,
+    /// Key of the patient pseudonyms.
+    pub secret: Vec<u8>,
+}
+
+/// Find DICOM/PNG/JPEG files under `paths` (folders recursively), sorted.
+pub fn find_sources(paths: &[PathBuf]) -> Vec<PathBuf> {
+    fn walk(p: &Path, out: &mut Vec<PathBuf>) {
+        if p.is_dir() {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(p)
+                .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
+                .unwrap_or_default();
+            v.sort();
+            v.iter().for_each(|e| walk(e, out));
+        } else {
+            let ext = p
+                .extension()
+                .map(|e| e.to_string_lossy().to_ascii_lowercase())
+                .unwrap_or_default();
+            if matches!(ext.as_str(), "dcm" | "dicom" | "png" | "jpg" | "jpeg") {
+                out.push(p.to_path_buf());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    paths.iter().for_each(|p| walk(p, &mut out));
+    out
+}
+
+fn stem(p: &Path) -> String {
+    p.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Read one source's header.
+pub fn read_source(path: &Path) -> Result<Source, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let s = stem(path);
+    if image::guess_format(&bytes).is_err() && dicom::looks_like_dicom(&bytes) {
+        let info: DicomInfo = dicom::read_info(&bytes)?;
+        let patient_key = info
+            .patient_id
+            .clone()
+            .map(|id| format!("dicom:{id}"))
+            .unwrap_or_else(|| format!("file:{}", path.display()));
+        let order_key = format!(
+            "{}{}|{}|{}",
+            info.study_date.as_deref().unwrap_or("99999999"),
+            info.study_time.as_deref().unwrap_or(""),
+            info.study_uid.as_deref().unwrap_or(""),
+            path.display()
+        );
+        return Ok(Source {
+            path: path.to_path_buf(),
+            kind: SourceKind::Dicom,
+            patient_key,
+            order_key,
+            report_key: s,
+            age: info.patient_age,
+            sex: info.patient_sex.clone(),
+            view: info.view_position.clone(),
+            size: (info.columns, info.rows),
+            // DICOM gives (row, column) spacing; NIH lists x (column) first.
+            spacing: info.pixel_spacing.map(|(r, c)| (c, r)),
+        });
+    }
+    let (w, h) = image::ImageReader::new(std::io::Cursor::new(&bytes))
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?
+        .into_dimensions()
+        .map_err(|e| format!("not a readable PNG/JPEG/DICOM file: {e}"))?;
+    let (patient_key, order_key) = match s.split_once('_') {
+        Some((p, n)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+            (format!("nih:{p}"), format!("{n:0>8}|{}", path.display()))
+        }
+        _ => (format!("file:{}", path.display()), String::new()),
+    };
+    Ok(Source {
+        path: path.to_path_buf(),
+        kind: SourceKind::Picture,
+        patient_key,
+        order_key,
+        report_key: s,
+        age: None,
+        sex: None,
+        view: None,
+        size: (w, h),
+        spacing: None,
+    })
+}
+
+/// The pseudonym of a raw patient key: HMAC-SHA-256 under `secret`, as a number below 10¹⁰ (never 0).
+pub fn pseudonym(secret: &[u8], raw: &str, attempt: u32) -> u64 {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(raw.as_bytes());
+    if attempt > 0 {
+        mac.update(format!("#{attempt}").as_bytes());
+    }
+    let d = mac.finalize().into_bytes();
+    let v = u64::from_le_bytes(d[..8].try_into().expect("8 bytes"));
+    1 + v % 9_999_999_999
+}
+
+/// Which side of the split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Train,
+    Val,
+    Test,
+}
+
+/// One planned output image.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub source: Source,
+    pub patient: u64,
+    pub follow_up: u32,
+    pub image: String,
+    pub part: Part,
+}
+
+/// Pseudonyms, follow-up numbers and the patient-wise split. Errors if a source's patient cannot be
+/// told apart (never in practice: pseudonym collisions are resolved by re-keying in sorted order).
+pub fn plan(sources: Vec<Source>, cfg: &IngestConfig) -> Vec<Planned> {
+    let mut by_patient: BTreeMap<String, Vec<Source>> = BTreeMap::new();
+    for s in sources {
+        by_patient.entry(s.patient_key.clone()).or_default().push(s);
+    }
+    let total: u64 = cfg.split.iter().map(|&v| v as u64).sum::<u64>().max(1);
+    let mut taken: HashMap<u64, String> = HashMap::new();
+    let mut out = Vec::new();
+    for (key, mut list) in by_patient {
+        let mut attempt = 0;
+        let patient = loop {
+            let p = pseudonym(&cfg.secret, &key, attempt);
+            match taken.get(&p) {
+                Some(other) if *other != key => attempt += 1,
+                _ => break p,
+            }
+        };
+        taken.insert(patient, key);
+        let u = mix64(patient ^ mix64(cfg.seed)) % total;
+        let part = if u < cfg.split[0] as u64 {
+            Part::Train
+        } else if u < (cfg.split[0] + cfg.split[1]) as u64 {
+            Part::Val
+        } else {
+            Part::Test
+        };
+        list.sort_by(|a, b| a.order_key.cmp(&b.order_key));
+        for (n, source) in list.into_iter().enumerate() {
+            out.push(Planned {
+                image: format!("{patient:010}_{n:03}.png"),
+                source,
+                patient,
+                follow_up: n as u32,
+                part,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.image.cmp(&b.image));
+    out
+}
+
+/// Decode, resize to `size`², write `images/NAME` atomically; skip when it exists already (resume).
+/// Returns whether it was written now.
+pub fn convert(p: &Planned, images: &Path, size: u32) -> Result<bool, String> {
+    let out = images.join(&p.image);
+    if out.is_file() {
+        return Ok(false);
+    }
+    let g = Gray::open(&p.source.path).map_err(|e| e.to_string())?;
+    g.resize(size, size)
+        .save_png(&out)
+        .map_err(|e| e.to_string())?;
+    Ok(true)
+}
+
+/// The `Finding Labels` cell: definite positives joined by `|`, `No Finding` when the report says
+/// so, empty when there is no report (unknown, not normal).
+pub fn finding_labels(labels: Option<&ReportLabels>) -> String {
+    let Some(l) = labels else {
+        return String::new();
+    };
+    let pos: Vec<&str> = Finding::DISEASES
+        .iter()
+        .filter(|f| l.binary(**f, false))
+        .map(|f| f.name())
+        .collect();
+    if !pos.is_empty() {
+        pos.join("|")
+    } else if l.binary(Finding::NoFinding, false) {
+        "No Finding".into()
+    } else {
+        String::new()
+    }
+}
+
+/// Write `Data_Entry.csv` and the split lists into `out` (atomically each).
+pub fn write_index(
+    out: &Path,
+    planned: &[Planned],
+    labels: &HashMap<String, ReportLabels>,
+) -> Result<(), String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let err = |e: csv::Error| e.to_string();
+    w.write_record([
+        "Image Index",
+        "Finding Labels",
+        "Follow-up #",
+        "Patient ID",
+        "Patient Age",
+        "Patient Gender",
+        "View Position",
+        "OriginalImage[Width",
+        "Height]",
+        "OriginalImagePixelSpacing[x",
+        "y]",
+    ])
+    .map_err(err)?;
+    for p in planned {
+        let s = &p.source;
+        let (sx, sy) = s
+            .spacing
+            .map(|(x, y)| (x.to_string(), y.to_string()))
+            .unwrap_or_default();
+        w.write_record([
+            p.image.clone(),
+            finding_labels(labels.get(&s.report_key)),
+            p.follow_up.to_string(),
+            p.patient.to_string(),
+            // Ages above 89 are identifying (HIPAA Safe Harbor): reported as 90.
+            s.age.map(|a| a.min(90).to_string()).unwrap_or_default(),
+            s.sex.clone().unwrap_or_default(),
+            s.view.clone().unwrap_or_default(),
+            s.size.0.to_string(),
+            s.size.1.to_string(),
+            sx,
+            sy,
+        ])
+        .map_err(err)?;
+    }
+    let csv = w.into_inner().map_err(|e| e.to_string())?;
+    write_atomic(&out.join("Data_Entry.csv"), &csv)?;
+    let list = |parts: &[Part]| -> Vec<u8> {
+        planned
+            .iter()
+            .filter(|p| parts.contains(&p.part))
+            .flat_map(|p| format!("{}\n", p.image).into_bytes())
+            .collect()
+    };
+    write_atomic(
+        &out.join("train_val_list.txt"),
+        &list(&[Part::Train, Part::Val]),
+    )?;
+    write_atomic(&out.join("val_list.txt"), &list(&[Part::Val]))?;
+    write_atomic(&out.join("test_list.txt"), &list(&[Part::Test]))
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Outcome counts of one ingest.
+#[derive(Debug, Clone, Default)]
+pub struct IngestSummary {
+    pub sources: usize,
+    pub written: usize,
+    pub skipped_existing: usize,
+    pub patients: usize,
+    pub failures: Vec<Failure>,
+}
+
+/// The whole ingest: headers, plan, pixels, index. Failed sources are listed and left out of the
+/// index (never silently: see `failures`); `progress` is called once per source per pass.
+pub fn ingest(
+    paths: &[PathBuf],
+    out: &Path,
+    cfg: &IngestConfig,
+    labels: &HashMap<String, ReportLabels>,
+    progress: &(dyn Fn() + Sync),
+) -> Result<IngestSummary, String> {
+    let files = find_sources(paths);
+    if files.is_empty() {
+        return Err("no DICOM/PNG/JPEG files found".into());
+    }
+    let images = out.join("images");
+    std::fs::create_dir_all(&images).map_err(|e| format!("{}: {e}", images.display()))?;
+    let read: Vec<Result<Source, Failure>> = files
+        .par_iter()
+        .map(|f| {
+            progress();
+            read_source(f).map_err(|message| Failure {
+                path: f.clone(),
+                message,
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    let mut sources = Vec::new();
+    for r in read {
+        match r {
+            Ok(s) => sources.push(s),
+            Err(f) => failures.push(f),
+        }
+    }
+    let n_sources = files.len();
+    let planned = plan(sources, cfg);
+    let done: Vec<Result<bool, String>> = planned
+        .par_iter()
+        .map(|p| {
+            progress();
+            convert(p, &images, cfg.size)
+        })
+        .collect();
+    let mut kept = Vec::new();
+    let (mut written, mut skipped) = (0, 0);
+    for (p, r) in planned.into_iter().zip(done) {
+        match r {
+            Ok(true) => written += 1,
+            Ok(false) => skipped += 1,
+            Err(message) => {
+                failures.push(Failure {
+                    path: p.source.path.clone(),
+                    message,
+                });
+                continue;
+            }
+        }
+        kept.push(p);
+    }
+    write_index(out, &kept, labels)?;
+    let mut patients: Vec<u64> = kept.iter().map(|p| p.patient).collect();
+    patients.sort_unstable();
+    patients.dedup();
+    failures.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(IngestSummary {
+        sources: n_sources,
+        written,
+        skipped_existing: skipped,
+        patients: patients.len(),
+        failures,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(key: &str, order: &str) -> Source {
+        Source {
+            path: PathBuf::from(format!("/x/{key}-{order}.dcm")),
+            kind: SourceKind::Dicom,
+            patient_key: key.into(),
+            order_key: order.into(),
+            report_key: String::new(),
+            age: None,
+            sex: None,
+            view: None,
+            size: (1, 1),
+            spacing: None,
+        }
+    }
+
+    #[test]
+    fn pseudonyms_are_keyed_stable_and_in_range() {
+        let a = pseudonym(b"secret", "dicom:123", 0);
+        assert_eq!(a, pseudonym(b"secret", "dicom:123", 0));
+        assert_ne!(a, pseudonym(b"other", "dicom:123", 0));
+        assert_ne!(a, pseudonym(b"secret", "dicom:124", 0));
+        assert!((1..10_000_000_000).contains(&a));
+    }
+
+    #[test]
+    fn plan_orders_follow_ups_and_keeps_patients_on_one_side() {
+        let cfg = IngestConfig {
+            size: 8,
+            split: [1, 1, 1],
+            seed: 3,
+            secret: b"k".to_vec(),
+        };
+        let mut sources = Vec::new();
+        for p in 0..60 {
+            for d in ["20200301", "20190101", "20210101"] {
+                sources.push(src(&format!("dicom:{p}"), d));
+            }
+        }
+        let plan = plan(sources, &cfg);
+        assert_eq!(plan.len(), 180);
+        let mut sides: HashMap<u64, Part> = HashMap::new();
+        for p in &plan {
+            assert_eq!(*sides.entry(p.patient).or_insert(p.part), p.part);
+            // Follow-up 0 is the earliest study.
+            let want = match p.source.order_key.as_str() {
+                "20190101" => 0,
+                "20200301" => 1,
+                _ => 2,
+            };
+            assert_eq!(p.follow_up, want);
+            assert_eq!(p.image, format!("{:010}_{want:03}.png", p.patient));
+        }
+        // All three parts are used at 1:1:1 over 60 patients.
+        for part in [Part::Train, Part::Val, Part::Test] {
+            let n = sides.values().filter(|&&v| v == part).count();
+            assert!((8..=32).contains(&n), "{part:?}: {n}");
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! DICOM radiographs to display-ready grayscale, and the header fields a chest X-ray database needs.
+//!
+//! Parsing and pixel-data decoding (uncompressed, JPEG baseline/lossless, JPEG 2000, RLE) are
+//! dicom-rs's. The display pipeline is ours and follows PS3.3 C.11: stored values → modality LUT
+//! (rescale slope/intercept) → VOI (the file's first window centre/width with the linear function of
+//! C.11.2.1.2.1, or, when the file has none, the full range of its values) → MONOCHROME1 inverted so that
+//! air is dark in every output, as on a film.
+//!
+//! Old ACR-NEMA files without preamble or file meta group are read as implicit VR little endian (the
+//! only encoding that standard had); anything else that is not DICOM fails with a message naming why.
+
+use crate::Gray;
+use dicom_core::Tag;
+use dicom_dictionary_std::tags;
+use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+use dicom_object::{DefaultDicomObject, FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
+use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder, VoiLutOption};
+use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use std::path::Path;
+
+/// The header of one DICOM image: what `inspect` shows and `ingest` indexes.
+///
+/// Identifiers (`patient_id`, `study_uid`) are kept only so a caller can pseudonymize and group them;
+/// nothing in this crate writes them anywhere.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct DicomInfo {
+    /// The file had a preamble and file meta group (Part 10); false for old ACR-NEMA files.
+    pub part10: bool,
+    pub transfer_syntax: String,
+    pub transfer_syntax_name: String,
+    pub modality: Option<String>,
+    pub rows: u32,
+    pub columns: u32,
+    pub bits_allocated: u16,
+    pub bits_stored: u16,
+    pub samples_per_pixel: u16,
+    pub photometric: String,
+    pub frames: u32,
+    pub rescale: (f64, f64),
+    /// First window (centre, width), if the file has one.
+    pub window: Option<(f64, f64)>,
+    /// Row, column spacing in mm: Pixel Spacing, else Imager Pixel Spacing.
+    pub pixel_spacing: Option<(f64, f64)>,
+    pub view_position: Option<String>,
+    pub patient_sex: Option<String>,
+    /// Age in whole years (from Patient's Age), if given.
+    pub patient_age: Option<u32>,
+    pub study_date: Option<String>,
+    pub study_time: Option<String>,
+    #[serde(skip)]
+    pub patient_id: Option<String>,
+    #[serde(skip)]
+    pub study_uid: Option<String>,
+}
+
+/// Whether `bytes` start like a DICOM file: the Part-10 magic at 128, or (ACR-NEMA) an implicit-VR
+/// element of group 0008 first.
+pub fn looks_like_dicom(bytes: &[u8]) -> bool {
+    if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
+        return true;
+    }
+    if bytes.len() >= 4 && &bytes[..4] == b"DICM" {
+        return true;
+    }
+    // Implicit VR LE: group (u16), element (u16), length (u32). Old files start in group 0008.
+    bytes.len() >= 8 && bytes[0] == 0x08 && bytes[1] == 0x00 && bytes[3] == 0x00
+}
+
+fn open(bytes: &[u8], header_only: bool) -> Result<(DefaultDicomObject, bool), String> {
+    use dicom_object::file::ReadPreamble;
+    let opts = || {
+        let o = OpenFileOptions::new();
+        if header_only {
+            o.read_until(tags::PIXEL_DATA)
+        } else {
+            o
+        }
+    };
+    if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
+        let obj = opts()
+            .read_preamble(ReadPreamble::Always)
+            .from_reader(bytes)
+            .map_err(|e| format!("not a readable DICOM file: {e}"))?;
+        return Ok((obj, true));
+    }
+    if bytes.len() >= 4 && &bytes[..4] == b"DICM" {
+        let obj = opts()
+            .read_preamble(ReadPreamble::Never)
+            .from_reader(bytes)
+            .map_err(|e| format!("not a readable DICOM file: {e}"))?;
+        return Ok((obj, true));
+    }
+    if !looks_like_dicom(bytes) {
+        return Err(
+            "not a DICOM file (no DICM marker, and no ACR-NEMA data set at the start)".into(),
+        );
+    }
+    // ACR-NEMA: a bare data set, implicit VR little endian.
+    let ts = IMPLICIT_VR_LITTLE_ENDIAN.erased();
+    let obj = InMemDicomObject::read_dataset_with_ts(bytes, &ts).map_err(|e| {
+        format!("no DICOM file meta group, and not readable as an implicit-VR data set: {e}")
+    })?;
+    let meta = FileMetaTableBuilder::new()
+        .transfer_syntax(ts.uid())
+        .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.1") // CR Image Storage
+        .media_storage_sop_instance_uid("2.25.0");
+    let obj = obj
+        .with_meta(meta)
+        .map_err(|e| format!("cannot wrap the ACR-NEMA data set: {e}"))?;
+    Ok((obj, false))
+}
+
+fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+    obj.get(tag)
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim().trim_end_matches('\0').trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn floats(obj: &InMemDicomObject, tag: Tag) -> Vec<f64> {
+    obj.get(tag)
+        .and_then(|e| e.to_multi_float64().ok())
+        .unwrap_or_default()
+}
+
+fn int(obj: &InMemDicomObject, tag: Tag) -> Option<u32> {
+    obj.get(tag).and_then(|e| e.to_int::<u32>().ok())
+}
+
+/// Years from an Age String: `058Y`, `010M`, `003W`, `012D`.
+pub fn parse_age(s: &str) -> Option<u32> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
+    let n: u32 = num.trim().parse().ok()?;
+    match unit.to_ascii_uppercase().as_str() {
+        "Y" => Some(n),
+        "M" => Some(n / 12),
+        "W" => Some(n / 52),
+        "D" => Some(n / 365),
+        _ => s.parse().ok(),
+    }
+}
+
+fn info_of(obj: &DefaultDicomObject, part10: bool) -> Result<DicomInfo, String> {
+    let ts_uid = obj
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .to_string();
+    let ts_name = TransferSyntaxRegistry
+        .get(&ts_uid)
+        .map(|t| t.name().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let o: &InMemDicomObject = obj;
+    let rows = int(o, tags::ROWS).ok_or("no Rows (0028,0010): not an image")?;
+    let columns = int(o, tags::COLUMNS).ok_or("no Columns (0028,0011): not an image")?;
+    let slope = floats(o, tags::RESCALE_SLOPE)
+        .first()
+        .copied()
+        .unwrap_or(1.0);
+    let intercept = floats(o, tags::RESCALE_INTERCEPT)
+        .first()
+        .copied()
+        .unwrap_or(0.0);
+    let (c, w) = (
+        floats(o, tags::WINDOW_CENTER),
+        floats(o, tags::WINDOW_WIDTH),
+    );
+    let window = match (c.first(), w.first()) {
+        (Some(&c), Some(&w)) if w >= 1.0 => Some((c, w)),
+        _ => None,
+    };
+    let spacing = |tag| {
+        let v = floats(o, tag);
+        (v.len() >= 2 && v[0] > 0.0 && v[1] > 0.0).then(|| (v[0], v[1]))
+    };
+    Ok(DicomInfo {
+        part10,
+        transfer_syntax: ts_uid,
+        transfer_syntax_name: ts_name,
+        modality: text(o, tags::MODALITY),
+        rows,
+        columns,
+        bits_allocated: int(o, tags::BITS_ALLOCATED).unwrap_or(0) as u16,
+        bits_stored: int(o, tags::BITS_STORED).unwrap_or(0) as u16,
+        samples_per_pixel: int(o, tags::SAMPLES_PER_PIXEL).unwrap_or(1) as u16,
+        photometric: text(o, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default(),
+        frames: int(o, tags::NUMBER_OF_FRAMES).unwrap_or(1),
+        rescale: (slope, intercept),
+        window,
+        pixel_spacing: spacing(tags::PIXEL_SPACING).or_else(|| spacing(tags::IMAGER_PIXEL_SPACING)),
+        view_position: text(o, tags::VIEW_POSITION),
+        patient_sex: text(o, tags::PATIENT_SEX),
+        patient_age: text(o, tags::PATIENT_AGE).and_then(|a| parse_age(&a)),
+        study_date: text(o, tags::STUDY_DATE),
+        study_time: text(o, tags::STUDY_TIME),
+        patient_id: text(o, tags::PATIENT_ID),
+        study_uid: text(o, tags::STUDY_INSTANCE_UID),
+    })
+}
+
+/// The header only (pixel data is not read).
+pub fn read_info(bytes: &[u8]) -> Result<DicomInfo, String> {
+    let (obj, part10) = open(bytes, true)?;
+    info_of(&obj, part10)
+}
+
+/// PS3.3 C.11.2.1.2.1, the linear VOI function, to [0, 1].
+fn window_linear(x: f64, c: f64, w: f64) -> f32 {
+    let (lo, hi) = (c - 0.5 - (w - 1.0) / 2.0, c - 0.5 + (w - 1.0) / 2.0);
+    if x <= lo {
+        0.0
+    } else if x > hi {
+        1.0
+    } else {
+        (((x - (c - 0.5)) / (w - 1.0).max(1e-9)) + 0.5).clamp(0.0, 1.0) as f32
+    }
+}
+
+/// The largest side accepted: detectors are at most ~4300 px; a corrupt header claiming more must not
+/// make the decoder allocate gigabytes.
+pub const MAX_SIDE: u32 = 16_384;
+
+/// Decode the first frame to display grayscale in [0, 1] (air dark), with its header. Corrupt input
+/// gives an error, never a panic (a decoder panic is caught and reported as an error).
+pub fn decode(bytes: &[u8]) -> Result<(Gray, DicomInfo), String> {
+    std::panic::catch_unwind(|| decode_unguarded(bytes))
+        .unwrap_or_else(|_| Err("the DICOM decoder failed on malformed data".into()))
+}
+
+fn decode_unguarded(bytes: &[u8]) -> Result<(Gray, DicomInfo), String> {
+    let (obj, part10) = open(bytes, false)?;
+    let info = info_of(&obj, part10)?;
+    if info.rows == 0 || info.columns == 0 || info.rows > MAX_SIDE || info.columns > MAX_SIDE {
+        return Err(format!(
+            "implausible image size {}×{} (at most {MAX_SIDE} per side)",
+            info.columns, info.rows
+        ));
+    }
+    if obj.get(tags::PIXEL_DATA).is_none() {
+        return Err("no Pixel Data (7FE0,0010)".into());
+    }
+    let px = obj.decode_pixel_data_frame(0).map_err(|e| {
+        format!(
+            "cannot decode pixel data ({}): {e}",
+            info.transfer_syntax_name
+        )
+    })?;
+    let (w, h) = (px.columns(), px.rows());
+    let n = (w as usize) * (h as usize);
+    let spp = px.samples_per_pixel() as usize;
+    let data: Vec<f32> = if spp == 1 {
+        // Modality LUT only; the VOI step is below, where MONOCHROME1 and missing windows are handled.
+        let opts = ConvertOptions::new()
+            .with_modality_lut(ModalityLutOption::Default)
+            .with_voi_lut(VoiLutOption::Identity);
+        let v: Vec<f64> = px
+            .to_vec_frame_with_options(0, &opts)
+            .map_err(|e| format!("cannot convert pixel values: {e}"))?;
+        if v.len() < n {
+            return Err(format!("pixel data holds {} values for {w}×{h}", v.len()));
+        }
+        let v = &v[..n];
+        let mut out: Vec<f32> = match info.window {
+            Some((c, ww)) => v.iter().map(|&x| window_linear(x, c, ww)).collect(),
+            None => {
+                let (lo, hi) = v
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &x| {
+                        (l.min(x), h.max(x))
+                    });
+                let span = if hi > lo { hi - lo } else { 1.0 };
+                v.iter().map(|&x| ((x - lo) / span) as f32).collect()
+            }
+        };
+        if info.photometric.eq_ignore_ascii_case("MONOCHROME1") {
+            out.iter_mut().for_each(|x| *x = 1.0 - *x);
+        }
+        out
+    } else if spp == 3 {
+        // Colour (rare for radiographs, seen in secondary captures): luminance, Rec. 601 weights.
+        let v: Vec<f32> = px
+            .to_vec_frame(0)
+            .map_err(|e| format!("cannot convert pixel values: {e}"))?;
+        if v.len() < 3 * n {
+            return Err(format!("pixel data holds {} values for {w}×{h}×3", v.len()));
+        }
+        let max = ((1u32 << px.bits_stored().clamp(1, 16)) - 1) as f32;
+        v.chunks_exact(3)
+            .take(n)
+            .map(|p| ((0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]) / max).clamp(0.0, 1.0))
+            .collect()
+    } else {
+        return Err(format!("{spp} samples per pixel is not a radiograph"));
+    };
+    Ok((Gray::new(w, h, data), info))
+}
+
+/// Decode a DICOM file (see [`decode`]).
+pub fn open_file(path: &Path) -> Result<(Gray, DicomInfo), crate::ImageError> {
+    let err = |msg: String| crate::ImageError::Decode {
+        path: path.display().to_string(),
+        msg,
+    };
+    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    decode(&bytes).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_in_years() {
+        assert_eq!(parse_age("058Y"), Some(58));
+        assert_eq!(parse_age("018M"), Some(1));
+        assert_eq!(parse_age("003W"), Some(0));
+        assert_eq!(parse_age("45"), Some(45));
+        assert_eq!(parse_age(""), None);
+        assert_eq!(parse_age("abcY"), None);
+    }
+
+    #[test]
+    fn linear_window_matches_the_standard() {
+        // c = 2048, w = 4096: the full 12-bit range maps linearly.
+        assert_eq!(window_linear(-1.0, 2048.0, 4096.0), 0.0);
+        assert!((window_linear(2047.5, 2048.0, 4096.0) - 0.5).abs() < 1e-6);
+        assert_eq!(window_linear(5000.0, 2048.0, 4096.0), 1.0);
+    }
+
+    #[test]
+    fn non_dicom_bytes_are_refused_by_name() {
+        let e = decode(b"\x89PNG\r\n\x1a\n....").unwrap_err();
+        assert!(e.contains("not a DICOM file"), "{e}");
+    }
+}

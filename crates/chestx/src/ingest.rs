@@ -1,0 +1,248 @@
+//! `chestx ingest` (hospital exports → NIH-layout dataset) and `chestx inspect` (one file's header
+//! and a preview).
+
+use crate::output::{progress, write_atomic};
+use anyhow::{bail, Context, Result};
+use chestx_core::ReportLabels;
+use chestx_data::ingest::{find_sources, ingest, IngestConfig};
+use chestx_image::{dicom, Gray};
+use chestx_report::{read_inputs, Labeler, ReadOptions};
+use clap::Args;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct IngestArgs {
+    /// DICOM/PNG/JPEG files or folders (searched recursively).
+    #[arg(required = true)]
+    sources: Vec<PathBuf>,
+    /// Dataset folder to write (created; re-running resumes, skipping images already written).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Reports (CSV/OpenI XML/.tgz/.txt) to label; a report labels the image whose file stem is its id.
+    #[arg(long)]
+    reports: Option<PathBuf>,
+    /// Output side in pixels.
+    #[arg(long, default_value_t = 1024)]
+    size: u32,
+    /// Train,validation,test shares of patients.
+    #[arg(long, value_delimiter = ',', default_value = "70,10,20")]
+    split: Vec<u32>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// File holding the pseudonym key (keep it private and reuse it so that later ingests give the same
+    /// patients the same ids). Default: the CHESTX_SECRET environment variable.
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+    /// Where to list failed files (default: beside the dataset, `<output>-failures.csv`, so that
+    /// source paths never travel with the dataset).
+    #[arg(long)]
+    failures: Option<PathBuf>,
+}
+
+fn secret(a: &IngestArgs) -> Result<Vec<u8>> {
+    let s = match &a.secret_file {
+        Some(f) => std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?,
+        None => std::env::var("CHESTX_SECRET")
+            .map(String::into_bytes)
+            .unwrap_or_default(),
+    };
+    let trimmed = s.trim_ascii().to_vec();
+    if trimmed.len() < 16 {
+        bail!(
+            "a pseudonym key of at least 16 bytes is needed: --secret-file FILE or CHESTX_SECRET \
+             (without one, anyone could recompute patient pseudonyms from guessed ids)"
+        );
+    }
+    Ok(trimmed)
+}
+
+fn report_labels(path: &PathBuf) -> Result<HashMap<String, ReportLabels>> {
+    let labeler = Labeler::with_defaults();
+    let mut out = HashMap::new();
+    let mut bad = 0;
+    for r in read_inputs(std::slice::from_ref(path), &ReadOptions::default()) {
+        match r {
+            Ok(rep) => {
+                out.insert(rep.id.clone(), labeler.label(&rep).labels);
+            }
+            Err(e) => {
+                eprintln!("warning: {e}");
+                bad += 1;
+            }
+        }
+    }
+    if out.is_empty() {
+        bail!("{}: no readable reports", path.display());
+    }
+    if bad > 0 {
+        eprintln!("{bad} report records could not be read (listed above)");
+    }
+    Ok(out)
+}
+
+pub fn run_ingest(a: IngestArgs) -> Result<ExitCode> {
+    if a.split.len() != 3 || a.split.iter().sum::<u32>() == 0 {
+        bail!("--split takes three shares, e.g. 70,10,20");
+    }
+    if !(32..=8192).contains(&a.size) {
+        bail!("--size {} is outside 32..=8192", a.size);
+    }
+    let cfg = IngestConfig {
+        size: a.size,
+        split: [a.split[0], a.split[1], a.split[2]],
+        seed: a.seed,
+        secret: secret(&a)?,
+    };
+    let labels = match &a.reports {
+        Some(p) => report_labels(p)?,
+        None => HashMap::new(),
+    };
+    let n = find_sources(&a.sources).len();
+    let pb = progress(2 * n as u64, "ingesting", 50);
+    let summary =
+        ingest(&a.sources, &a.output, &cfg, &labels, &|| pb.inc(1)).map_err(anyhow::Error::msg)?;
+    pb.finish_and_clear();
+    let failures_path = a.failures.clone().unwrap_or_else(|| {
+        let name = a
+            .output
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "dataset".into());
+        a.output.with_file_name(format!("{name}-failures.csv"))
+    });
+    if !summary.failures.is_empty() {
+        write_atomic(&failures_path, |w| {
+            writeln!(w, "file,error")?;
+            for f in &summary.failures {
+                let msg = f.message.replace('"', "'");
+                writeln!(w, "\"{}\",\"{msg}\"", f.path.display())?;
+            }
+            Ok(())
+        })?;
+        for f in &summary.failures {
+            eprintln!("failed: {}: {}", f.path.display(), f.message);
+        }
+    }
+    eprintln!(
+        "{} sources: {} images written, {} already there, {} failed{}; {} patients -> {}",
+        summary.sources,
+        summary.written,
+        summary.skipped_existing,
+        summary.failures.len(),
+        if summary.failures.is_empty() {
+            String::new()
+        } else {
+            format!(" (listed in {})", failures_path.display())
+        },
+        summary.patients,
+        a.output.display()
+    );
+    Ok(if summary.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// A DICOM, PNG or JPEG file.
+    file: PathBuf,
+    /// Write the decoded image (as training sees it, before resizing) to this PNG.
+    #[arg(long)]
+    preview: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run_inspect(a: InspectArgs) -> Result<ExitCode> {
+    let bytes =
+        std::fs::read(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
+    let is_dicom = image::guess_format(&bytes).is_err() && dicom::looks_like_dicom(&bytes);
+    let (img, info) = if is_dicom {
+        let (g, i) =
+            dicom::decode(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
+        (g, Some(i))
+    } else {
+        (
+            Gray::decode(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?,
+            None,
+        )
+    };
+    let (lo, hi) = img
+        .data
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
+    let mean = img.data.iter().sum::<f32>() / img.data.len().max(1) as f32;
+    if a.json {
+        let j = serde_json::json!({
+            "file": a.file.display().to_string(),
+            "format": if is_dicom { "DICOM" } else { "PNG/JPEG" },
+            "width": img.width, "height": img.height,
+            "display": {"min": lo, "max": hi, "mean": mean},
+            "dicom": info,
+        });
+        println!("{}", serde_json::to_string_pretty(&j)?);
+    } else {
+        println!("{}", a.file.display());
+        println!("  size            {} × {}", img.width, img.height);
+        if let Some(i) = &info {
+            let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+            println!(
+                "  DICOM           {} ({})",
+                if i.part10 {
+                    "Part 10"
+                } else {
+                    "ACR-NEMA, no meta group"
+                },
+                i.transfer_syntax_name
+            );
+            println!("  modality        {}", opt(&i.modality));
+            println!("  photometric     {}", i.photometric);
+            println!(
+                "  bits            {} stored in {}, {} sample(s), {} frame(s)",
+                i.bits_stored, i.bits_allocated, i.samples_per_pixel, i.frames
+            );
+            println!(
+                "  rescale         slope {} intercept {}",
+                i.rescale.0, i.rescale.1
+            );
+            println!(
+                "  window          {}",
+                i.window
+                    .map(|(c, w)| format!("centre {c} width {w}"))
+                    .unwrap_or_else(|| "none (full range shown)".into())
+            );
+            println!(
+                "  pixel spacing   {}",
+                i.pixel_spacing
+                    .map(|(r, c)| format!("{r} × {c} mm"))
+                    .unwrap_or_else(|| "-".into())
+            );
+            println!("  view            {}", opt(&i.view_position));
+            println!(
+                "  patient         sex {}, age {}; identifiers {} (not shown)",
+                opt(&i.patient_sex),
+                i.patient_age
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                if i.patient_id.is_some() {
+                    "present"
+                } else {
+                    "absent"
+                }
+            );
+        }
+        println!("  display values  min {lo:.3} max {hi:.3} mean {mean:.3} (0 black, 1 white)");
+    }
+    if let Some(p) = &a.preview {
+        img.save_png(p)?;
+        eprintln!("preview -> {}", p.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
