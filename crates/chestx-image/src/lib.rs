@@ -4,7 +4,7 @@
 
 pub mod dicom;
 
-use image::{imageops, ImageBuffer, Luma};
+use image::{ImageBuffer, Luma};
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -74,18 +74,39 @@ impl Gray {
         })
     }
 
-    /// Bilinear (triangle-filter) resize; downscaling averages over the covered source pixels.
+    /// Bilinear (triangle-filter) resize; downscaling widens the filter to cover every source pixel
+    /// (antialiased, like PIL's and torchvision's bilinear). SIMD convolution by fast_image_resize.
     pub fn resize(&self, width: u32, height: u32) -> Gray {
+        use fast_image_resize as fr;
         if (width, height) == (self.width, self.height) {
             return self.clone();
         }
-        let buf: ImageBuffer<Luma<f32>, Vec<f32>> =
-            ImageBuffer::from_raw(self.width, self.height, self.data.clone()).expect("sizes agree");
-        let out = imageops::resize(&buf, width, height, imageops::FilterType::Triangle);
+        let src = fr::images::ImageRef::new(
+            self.width,
+            self.height,
+            bytemuck::cast_slice(&self.data),
+            fr::PixelType::F32,
+        )
+        .expect("f32 buffer of width × height");
+        let mut data = vec![0f32; width as usize * height as usize];
+        {
+            let mut dst = fr::images::Image::from_slice_u8(
+                width,
+                height,
+                bytemuck::cast_slice_mut(&mut data),
+                fr::PixelType::F32,
+            )
+            .expect("f32 buffer of width × height");
+            let opts = fr::ResizeOptions::new()
+                .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear));
+            fr::Resizer::new()
+                .resize(&src, &mut dst, &opts)
+                .expect("same pixel type, non-empty sizes");
+        }
         Gray {
             width,
             height,
-            data: out.into_raw(),
+            data,
         }
     }
 

@@ -23,7 +23,7 @@ pub struct ModelConfig {
     /// ResNet-18 only: first-stage width when not 64 (tiny models for tests and CPU demos).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub width: Option<i64>,
-    /// Input-to-heatmap stride: 32 (standard) or 16 (ResNets only; twice the heatmap resolution).
+    /// Input-to-heatmap stride: 32 (standard), 16 or 8 (ResNets only; 2× or 4× the heatmap side).
     #[serde(default = "default_stride")]
     pub output_stride: i64,
 }
@@ -77,8 +77,8 @@ impl ChestNet {
         let bp = p / "backbone";
         let backbone = match (config.arch, config.width, config.output_stride) {
             (Arch::Resnet18, Some(w), os) => backbone::resnet18_width(&bp, w, os),
-            (a, _, 16) => backbone::build_stride16(a, &bp)
-                .expect("output stride 16 is for ResNets (checked by the caller)"),
+            (a, _, os @ (8 | 16)) => backbone::build_strided(a, &bp, os)
+                .expect("output strides 8 and 16 are for ResNets (checked by the caller)"),
             (a, _, _) => backbone::build(a, &bp),
         };
         let k = config.transition_kernel;

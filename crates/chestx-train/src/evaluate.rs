@@ -2,7 +2,7 @@
 //! with hand-drawn boxes — the paper's localization table (accuracy and average false positives at
 //! T(IoBB) and T(IoU) thresholds) from class activation maps turned into boxes.
 
-use crate::heat::{batch_heat, heat_boxes, ClassHeat, HeatOptions};
+use crate::heat::{batch_heat, heat_boxes, ClassHeat, Flips, HeatOptions, HeatmapKind};
 use crate::{batch_tensors, columns_of, Run, TrainError};
 use chestx_core::{BBox, Finding};
 use chestx_data::{epoch_order, Loader, LoaderConfig, NihDataset, Sample, Split};
@@ -70,6 +70,7 @@ pub struct EvalResults {
     pub images: usize,
     pub failed_images: Vec<String>,
     pub heat_thresholds: Vec<u8>,
+    pub heat: HeatOptions,
     pub classes: Vec<ClassResult>,
     pub mean_auc: Option<f64>,
     pub overlays: Vec<String>,
@@ -291,6 +292,7 @@ pub fn evaluate(
         images: probs.len(),
         failed_images: failed,
         heat_thresholds: opts.heat_thresholds.clone(),
+        heat: opts.heat,
         mean_auc: (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64),
         classes: results,
         overlays: overlay_files,
@@ -350,8 +352,17 @@ pub fn markdown(r: &EvalResults) -> String {
     ));
     if r.classes.iter().any(|c| c.box_images > 0) {
         let ths: Vec<String> = r.heat_thresholds.iter().map(|t| t.to_string()).collect();
+        let kind = match r.heat.kind {
+            HeatmapKind::Cam => "class activation maps",
+            HeatmapKind::GradCam => "Grad-CAM maps",
+        };
+        let views = match r.heat.flips {
+            Flips::None => "",
+            Flips::Mirror => ", averaged with the mirrored film's (flipped back),",
+            Flips::Both => ", averaged over the film and its three flips (flipped back),",
+        };
         s.push_str(&format!(
-            "\n## Localization\n\nBoxes from class activation maps thresholded at {} (0–255), on images with true boxes. Each cell: accuracy / average false positives per image.\n\n",
+            "\n## Localization\n\nBoxes from {kind}{views} thresholded at {} (0–255), on images with true boxes. Each cell: accuracy / average false positives per image.\n\n",
             ths.join(" and ")
         ));
         let header: Vec<String> = r

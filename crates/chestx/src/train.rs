@@ -63,8 +63,9 @@ pub struct TrainArgs {
     /// ResNet-18 only: first-stage width (64 is standard; smaller for CPU demos).
     #[arg(long)]
     width: Option<i64>,
-    /// Heatmap stride: 32, or 16 for ResNets (layer4 keeps its input resolution: finer heatmaps).
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(i64).range(16..=32))]
+    /// Heatmap stride: 32, or 16 / 8 for ResNets (layer4 / layer3 and layer4 keep their input
+    /// resolution: finer heatmaps).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(i64).range(8..=32))]
     output_stride: i64,
     /// Classes to train (comma-separated); default: findings with positives in the training split.
     #[arg(long, value_delimiter = ',')]
@@ -190,16 +191,16 @@ pub fn run_train(a: TrainArgs) -> Result<ExitCode> {
         if a.width.is_some() && arch != Arch::Resnet18 {
             bail!("--width applies to resnet18 only");
         }
-        if a.output_stride != 16 && a.output_stride != 32 {
-            bail!("--output-stride is 16 or 32");
+        if ![8, 16, 32].contains(&a.output_stride) {
+            bail!("--output-stride is 8, 16 or 32");
         }
-        if a.output_stride == 16
+        if a.output_stride != 32
             && !matches!(
                 arch,
                 Arch::Resnet18 | Arch::Resnet34 | Arch::Resnet50 | Arch::Resnet101
             )
         {
-            bail!("--output-stride 16 applies to ResNets only");
+            bail!("--output-stride 8 and 16 apply to ResNets only");
         }
         let classes = match &a.classes {
             Some(c) => c.clone(),

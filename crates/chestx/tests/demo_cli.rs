@@ -1,8 +1,8 @@
 //! The phantom study, small: `chestx demo --quick` on the shared real radiographs (lesions implanted,
 //! trained on image labels only, boxes used only by evaluation) must reach a mean test AUC ≥ 0.9, and
-//! the effusion-like lesions must be localized (accuracy ≥ 0.6 at T(IoBB) = 0.5) from the heatmaps.
-//! Mass and nodule localization at this small scale (160 px, 10×10 heatmaps) is printed, not yet
-//! asserted: it is the open part of the phantom-study issue.
+//! the effusion- and mass-like lesions must be localized (accuracy ≥ 0.6 at T(IoBB) = 0.5) from the
+//! heatmaps. Nodule localization at this small scale (160 px, 10×10 heatmaps: a cell is as wide as a
+//! nodule) is printed, not asserted: it is the open part of the phantom-study issue.
 
 mod common;
 use common::{chestx, data_dir};
@@ -49,7 +49,7 @@ fn quick_phantom_study_learns_and_localizes() {
             "{}: IoBB@0.5 accuracy {acc:.3}, AFP {:.2}",
             c["finding"], at_half["afp"]
         );
-        if c["finding"] == "Effusion" {
+        if c["finding"] != "Nodule" {
             assert!(acc >= 0.6, "{}: IoBB@0.5 accuracy {acc}", c["finding"]);
         }
     }

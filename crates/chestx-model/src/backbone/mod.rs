@@ -65,15 +65,20 @@ impl Arch {
         32
     }
 
-    /// Where the cells of the feature map at `output_stride` (32, or 16 for ResNets) sit on the input,
+    /// Where the cells of the feature map at `output_stride` (32; 16 or 8 for ResNets) sit on the input,
     /// from the downsampling layers each network is built with (see [`CellGrid`]).
     pub fn cell_grid(self, output_stride: i64) -> CellGrid {
         const CONV1: Window = Window::new(7, 2, 3);
         const HALVE: Window = Window::new(3, 2, 1);
         let layers: Vec<Window> = match self {
             Arch::Resnet18 | Arch::Resnet34 | Arch::Resnet50 | Arch::Resnet101 => {
-                // conv1, maxpool, then layer2..layer4 (layer4 dilated, not strided, at 16).
-                let stages = if output_stride == 16 { 2 } else { 3 };
+                // conv1, maxpool, then the strided ones of layer2..layer4 (at 16 layer4 keeps its
+                // input's resolution, at 8 layer3 too).
+                let stages = match output_stride {
+                    8 => 1,
+                    16 => 2,
+                    _ => 3,
+                };
                 [CONV1, HALVE]
                     .into_iter()
                     .chain([HALVE; 3].into_iter().take(stages))
@@ -154,20 +159,23 @@ pub fn build(arch: Arch, p: &nn::Path) -> nn::SequentialT {
 }
 
 /// A ResNet-18-shaped network `base` channels wide at its first stage (8·`base` at the last): for
-/// fixtures and CPU-sized experiments. `base` = 64 is ResNet-18. `output_stride` is 32 or 16.
+/// fixtures and CPU-sized experiments. `base` = 64 is ResNet-18. `output_stride` is 32, 16 or 8.
 pub fn resnet18_width(p: &nn::Path, base: i64, output_stride: i64) -> nn::SequentialT {
     resnet::resnet(p, resnet::Block::Basic, [2, 2, 2, 2], base, output_stride)
 }
 
-/// Any ResNet at output stride 16 (layer4 without its stride).
-pub fn build_stride16(arch: Arch, p: &nn::Path) -> Option<nn::SequentialT> {
-    Some(match arch {
-        Arch::Resnet18 => resnet::resnet(p, resnet::Block::Basic, [2, 2, 2, 2], 64, 16),
-        Arch::Resnet34 => resnet::resnet(p, resnet::Block::Basic, [3, 4, 6, 3], 64, 16),
-        Arch::Resnet50 => resnet::resnet(p, resnet::Block::Bottleneck, [3, 4, 6, 3], 64, 16),
-        Arch::Resnet101 => resnet::resnet(p, resnet::Block::Bottleneck, [3, 4, 23, 3], 64, 16),
+/// Any ResNet at a finer output stride: 16 (layer4 without its stride) or 8 (layer3 and layer4
+/// without theirs). Weights are unchanged, so torchvision weights load.
+pub fn build_strided(arch: Arch, p: &nn::Path, output_stride: i64) -> Option<nn::SequentialT> {
+    use resnet::Block::{Basic, Bottleneck};
+    let (block, counts) = match arch {
+        Arch::Resnet18 => (Basic, [2, 2, 2, 2]),
+        Arch::Resnet34 => (Basic, [3, 4, 6, 3]),
+        Arch::Resnet50 => (Bottleneck, [3, 4, 6, 3]),
+        Arch::Resnet101 => (Bottleneck, [3, 4, 23, 3]),
         _ => return None,
-    })
+    };
+    Some(resnet::resnet(p, block, counts, 64, output_stride))
 }
 
 pub(crate) fn conv(

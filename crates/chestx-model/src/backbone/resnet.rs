@@ -84,8 +84,8 @@ fn block(p: &nn::Path, kind: Block, c_in: i64, width: i64, stride: i64) -> Resid
 
 /// A ResNet whose stages are `base`, 2·`base`, 4·`base`, 8·`base` wide (`base` = 64 in torchvision;
 /// smaller for test fixtures). `output_stride` 16 keeps layer4 at layer3's resolution (its first
-/// block does not stride), doubling the heatmap side; weights are unchanged, so torchvision weights
-/// still load.
+/// block does not stride), doubling the heatmap side; 8 keeps layer3 at layer2's too. Weights are
+/// unchanged, so torchvision weights still load.
 pub fn resnet(
     p: &nn::Path,
     kind: Block,
@@ -105,7 +105,7 @@ pub fn resnet(
     {
         let layer = p / format!("layer{}", i + 1);
         for j in 0..n {
-            let keep_resolution = output_stride == 16 && i == 3;
+            let keep_resolution = (output_stride <= 16 && i == 3) || (output_stride <= 8 && i == 2);
             let stride = if j == 0 && i > 0 && !keep_resolution {
                 2
             } else {
