@@ -68,27 +68,35 @@ pub struct IngestConfig {
     pub secret: Vec<u8>,
 }
 
-/// Find DICOM/PNG/JPEG files under `paths` (folders recursively), sorted.
+/// The DICOM/PNG/JPEG files (by extension) in folders under `paths`, recursively and sorted, plus
+/// every file named directly whatever its extension (it was asked for; if it is not an image, it is
+/// reported as a failure rather than passed over).
 pub fn find_sources(paths: &[PathBuf]) -> Vec<PathBuf> {
-    fn walk(p: &Path, out: &mut Vec<PathBuf>) {
-        if p.is_dir() {
-            let mut v: Vec<PathBuf> = std::fs::read_dir(p)
-                .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
-                .unwrap_or_default();
-            v.sort();
-            v.iter().for_each(|e| walk(e, out));
-        } else {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        v.sort();
+        for p in v {
             let ext = p
                 .extension()
                 .map(|e| e.to_string_lossy().to_ascii_lowercase())
                 .unwrap_or_default();
-            if matches!(ext.as_str(), "dcm" | "dicom" | "png" | "jpg" | "jpeg") {
-                out.push(p.to_path_buf());
+            if p.is_dir() {
+                walk(&p, out);
+            } else if matches!(ext.as_str(), "dcm" | "dicom" | "png" | "jpg" | "jpeg") {
+                out.push(p);
             }
         }
     }
     let mut out = Vec::new();
-    paths.iter().for_each(|p| walk(p, &mut out));
+    for p in paths {
+        if p.is_dir() {
+            walk(p, &mut out);
+        } else {
+            out.push(p.clone());
+        }
+    }
     out
 }
 

@@ -1,7 +1,7 @@
 //! `chestx bench`: throughput benchmarks that print their numbers on this machine.
 
 use crate::label::write_row;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use chestx_report::{read_inputs, Labeler, ReadOptions};
 use clap::{Args, Subcommand};
 use rayon::prelude::*;
@@ -32,6 +32,35 @@ enum BenchWhat {
         #[arg(long, default_value_t = 200_000)]
         min_reports: usize,
     },
+}
+
+/// Run a Python reference script of a side-by-side benchmark and parse the JSON object on the last
+/// line of its output.
+pub fn python_reference(
+    python: &std::path::Path,
+    script: &std::path::Path,
+    args: &[String],
+) -> Result<serde_json::Value> {
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .args(args)
+        .output()
+        .with_context(|| {
+            format!(
+                "cannot run {} (make it with scripts/setup-venv.sh)",
+                python.display()
+            )
+        })?;
+    if !out.status.success() {
+        bail!(
+            "Python side ({}) failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or("{}"))
+        .with_context(|| format!("{}: no JSON result line", script.display()))
 }
 
 pub fn data_dir() -> PathBuf {

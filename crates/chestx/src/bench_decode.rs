@@ -6,7 +6,7 @@ use chestx_image::Gray;
 use clap::Args;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::Instant;
 
 #[derive(Args)]
@@ -75,24 +75,17 @@ pub fn run(a: DecodeBenchArgs) -> Result<ExitCode> {
         std::hint::black_box(run_pass()?);
     }
     let ours = (a.passes * files.len()) as f64 / t.elapsed().as_secs_f64();
-    let out = Command::new(&a.python)
-        .arg(&a.script)
-        .args(["--images", &dir.display().to_string()])
-        .args(["--passes", &a.passes.to_string()])
-        .args(["--threads", &a.workers.to_string()])
-        .output()
-        .with_context(|| format!("cannot run {}", a.python.display()))?;
-    if !out.status.success() {
-        bail!(
-            "Python side failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let v: serde_json::Value = serde_json::from_str(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap_or("{}"),
+    let v = crate::bench::python_reference(
+        &a.python,
+        &a.script,
+        &[
+            "--images".into(),
+            dir.display().to_string(),
+            "--passes".into(),
+            a.passes.to_string(),
+            "--threads".into(),
+            a.workers.to_string(),
+        ],
     )?;
     let py = v["images_per_s"].as_f64().unwrap_or(f64::NAN);
     println!(

@@ -320,37 +320,23 @@ pub fn run_train_bench(a: TrainBenchArgs) -> Result<ExitCode> {
         a.arch, a.batch, a.input, dir.display(), a.torch_threads, a.steps
     );
     let rust = rust_train_side(&a, &dir)?;
-    let out = Command::new(&a.python)
-        .arg(&a.script)
-        .args([
-            "--images",
-            &dir.display().to_string(),
-            "--arch",
-            &a.arch.to_ascii_lowercase(),
-        ])
-        .args([
-            "--batch",
-            &a.batch.to_string(),
-            "--input",
-            &a.input.to_string(),
-            "--steps",
-            &a.steps.to_string(),
-            "--threads",
-            &a.torch_threads.to_string(),
-        ])
-        .output()
-        .with_context(|| format!("cannot run {}", a.python.display()))?;
-    if !out.status.success() {
-        bail!(
-            "PyTorch side failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let v: serde_json::Value = serde_json::from_str(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap_or("{}"),
+    let v = crate::bench::python_reference(
+        &a.python,
+        &a.script,
+        &[
+            "--images".into(),
+            dir.display().to_string(),
+            "--arch".into(),
+            a.arch.to_ascii_lowercase(),
+            "--batch".into(),
+            a.batch.to_string(),
+            "--input".into(),
+            a.input.to_string(),
+            "--steps".into(),
+            a.steps.to_string(),
+            "--threads".into(),
+            a.torch_threads.to_string(),
+        ],
     )?;
     let py = v["train_images_per_s"].as_f64().unwrap_or(f64::NAN);
     println!(

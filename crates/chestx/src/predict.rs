@@ -7,7 +7,7 @@ use chestx_model::parse_device;
 use chestx_train::predict::{load_thresholds, predict_image, write_json};
 use chestx_train::Run;
 use clap::Args;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Args)]
@@ -30,37 +30,13 @@ pub struct PredictArgs {
     heat: crate::eval::HeatArgs,
 }
 
-fn collect(p: &Path, out: &mut Vec<PathBuf>) {
-    if p.is_dir() {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(p)
-            .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
-        v.sort();
-        for e in v {
-            let ext = e
-                .extension()
-                .and_then(|x| x.to_str())
-                .unwrap_or("")
-                .to_ascii_lowercase();
-            if e.is_dir() || matches!(ext.as_str(), "png" | "jpg" | "jpeg" | "dcm") {
-                collect(&e, out);
-            }
-        }
-    } else {
-        out.push(p.to_path_buf());
-    }
-}
-
 pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
     let device = parse_device(&a.device).map_err(anyhow::Error::msg)?;
     let run = Run::open(&a.run, device)?;
     let ckpt = run.checkpoint_or_best(a.checkpoint.as_deref());
     let (_vs, net) = run.load_model(&ckpt)?;
     let thresholds = load_thresholds(&a.run, net.config.classes.len());
-    let mut files = Vec::new();
-    for p in &a.inputs {
-        collect(p, &mut files);
-    }
+    let files = chestx_data::ingest::find_sources(&a.inputs);
     if files.is_empty() {
         bail!("no input images");
     }
