@@ -132,17 +132,29 @@ impl ChestNet {
     /// channel weights are the spatial mean of d(logit)/d(feature), the map is ReLU(Σ w·feature).
     /// Works for any pooling and transition; `[B, S, S]`.
     pub fn grad_cam(&self, images: &Tensor, class: i64) -> Tensor {
+        self.grad_cams(images).1.select(1, class)
+    }
+
+    /// Logits `[B, C]` (detached) and Grad-CAM maps of every class `[B, C, S, S]`, from one backbone
+    /// pass: the head is differentiated once per class, the backbone is not re-run.
+    pub fn grad_cams(&self, images: &Tensor) -> (Tensor, Tensor) {
         let feats = tch::no_grad(|| self.backbone.forward_t(images, false))
             .detach()
             .set_requires_grad(true);
         let t = feats.apply(&self.transition);
         let logits = self.config.pooling.apply(&t).apply(&self.prediction);
-        let score = logits.select(1, class).sum(tch::Kind::Float);
-        let grads = Tensor::run_backward(&[&score], &[&feats], false, false);
-        let w = grads[0].mean_dim(&[2i64, 3][..], true, None);
-        (w * feats.detach())
-            .sum_dim_intlist(&[1i64][..], false, None)
-            .relu()
+        let n = self.config.classes.len() as i64;
+        let maps: Vec<Tensor> = (0..n)
+            .map(|c| {
+                let score = logits.select(1, c).sum(tch::Kind::Float);
+                let grads = Tensor::run_backward(&[&score], &[&feats], c + 1 < n, false);
+                let w = grads[0].mean_dim(&[2i64, 3][..], true, None);
+                (w * feats.detach())
+                    .sum_dim_intlist(&[1i64][..], false, None)
+                    .relu()
+            })
+            .collect();
+        (logits.detach(), Tensor::stack(&maps, 1))
     }
 
     /// Class activation maps `[B, C, S, S]`: the transition map weighted by each class's

@@ -88,23 +88,17 @@ impl ClassHeat {
 
 /// Probabilities `[B, C]` and cell maps `[B, C, S, S]`, both on the CPU, for one view of a batch.
 fn probs_and_maps(net: &ChestNet, x: &Tensor, kind: HeatmapKind) -> (Tensor, Tensor) {
-    let (p, cam) = tch::no_grad(|| {
-        let f = net.forward(x, false);
-        (
-            f.logits.sigmoid().to_device(Device::Cpu),
-            net.cam(&f.transition).to_device(Device::Cpu),
-        )
-    });
-    let maps = match kind {
-        HeatmapKind::Cam => cam,
-        HeatmapKind::GradCam => {
-            let per: Vec<Tensor> = (0..net.config.classes.len() as i64)
-                .map(|c| net.grad_cam(x, c).to_device(Device::Cpu))
-                .collect();
-            Tensor::stack(&per, 1)
-        }
+    let (logits, maps) = match kind {
+        HeatmapKind::Cam => tch::no_grad(|| {
+            let f = net.forward(x, false);
+            (f.logits, net.cam(&f.transition))
+        }),
+        HeatmapKind::GradCam => net.grad_cams(x),
     };
-    (p, maps)
+    (
+        logits.sigmoid().to_device(Device::Cpu),
+        maps.to_device(Device::Cpu),
+    )
 }
 
 /// Split `[B, C, S, S]` into per-image, per-class maps.
