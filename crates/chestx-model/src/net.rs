@@ -65,7 +65,7 @@ pub struct Forward {
 #[derive(Debug)]
 pub struct ChestNet {
     pub config: ModelConfig,
-    backbone: nn::SequentialT,
+    backbone: backbone::Stages,
     transition: nn::Conv2D,
     prediction: nn::Linear,
 }
@@ -104,6 +104,14 @@ impl ChestNet {
             transition,
             prediction,
         }
+    }
+
+    /// Logits from a backbone feature map: transition, pooling, prediction.
+    pub fn head(&self, features: &Tensor) -> Tensor {
+        self.config
+            .pooling
+            .apply(&features.apply(&self.transition))
+            .apply(&self.prediction)
     }
 
     pub fn forward(&self, images: &Tensor, train: bool) -> Forward {
@@ -155,6 +163,62 @@ impl ChestNet {
             })
             .collect();
         (logits.detach(), Tensor::stack(&maps, 1))
+    }
+
+    /// Where the cells of backbone stage `layer` (1-based; see [`Arch::layers`]) sit on the input.
+    pub fn layer_grid(&self, layer: usize) -> chestx_core::CellGrid {
+        self.config
+            .arch
+            .layer_grid(layer, self.config.output_stride)
+    }
+
+    /// LayerCAM (Jiang et al., IEEE TIP 2021) on the given backbone stages (1-based, ascending, each
+    /// at most [`Arch::layers`]): for class c and stage map A, `ReLU(Σ_k ReLU(∂y_c/∂A_k) · A_k)`, the
+    /// activation weighted cell by cell by its positive gradient. Unlike Grad-CAM's one weight per
+    /// channel this stays faithful on early, fine stages, where the evidence for a small lesion
+    /// sits at its own position rather than wherever a deep cell chose to answer for it.
+    /// Returns logits `[B, C]` (detached) and one `[B, C, h, w]` map per stage; one backbone pass,
+    /// one backward per class from the logits down to the first stage asked for.
+    pub fn layer_cams(&self, images: &Tensor, layers: &[usize]) -> (Tensor, Vec<Tensor>) {
+        let n = self.backbone.len();
+        assert!(
+            !layers.is_empty()
+                && layers.windows(2).all(|w| w[0] < w[1])
+                && layers[0] >= 1
+                && *layers.last().unwrap() <= n,
+            "LayerCAM stages {layers:?} must ascend within 1..={n}"
+        );
+        let first = layers[0];
+        let start = tch::no_grad(|| self.backbone.run(0, first, images, false))
+            .detach()
+            .set_requires_grad(true);
+        let mut taps = vec![start.shallow_clone()];
+        let mut x = start;
+        for l in first + 1..=n {
+            x = self.backbone.run(l - 1, l, &x, false);
+            if layers.contains(&l) {
+                taps.push(x.shallow_clone());
+            }
+        }
+        let logits = self.head(&x);
+        let classes = self.config.classes.len() as i64;
+        let tap_refs: Vec<&Tensor> = taps.iter().collect();
+        let mut maps: Vec<Vec<Tensor>> = taps.iter().map(|_| Vec::new()).collect();
+        for c in 0..classes {
+            let score = logits.select(1, c).sum(tch::Kind::Float);
+            let grads = Tensor::run_backward(&[&score], &tap_refs, c + 1 < classes, false);
+            for (k, (g, a)) in grads.iter().zip(&taps).enumerate() {
+                maps[k].push(
+                    (g.relu() * a.detach())
+                        .sum_dim_intlist(&[1i64][..], false, None)
+                        .relu(),
+                );
+            }
+        }
+        (
+            logits.detach(),
+            maps.iter().map(|m| Tensor::stack(m, 1)).collect(),
+        )
     }
 
     /// Class activation maps `[B, C, S, S]`: the transition map weighted by each class's

@@ -2,7 +2,7 @@
 //! with hand-drawn boxes — the paper's localization table (accuracy and average false positives at
 //! T(IoBB) and T(IoU) thresholds) from class activation maps turned into boxes.
 
-use crate::heat::{batch_heat, heat_boxes, ClassHeat, Flips, HeatOptions, HeatmapKind};
+use crate::heat::{batch_heat, heat_boxes, ClassHeat, Flips, HeatOptions};
 use crate::{batch_tensors, columns_of, Run, TrainError};
 use chestx_core::{BBox, Finding};
 use chestx_data::{epoch_order, Loader, LoaderConfig, NihDataset, Sample, Split};
@@ -71,6 +71,8 @@ pub struct EvalResults {
     pub failed_images: Vec<String>,
     pub heat_thresholds: Vec<u8>,
     pub heat: HeatOptions,
+    /// What the maps are, in words ("LayerCAM maps of layer2 × layer4").
+    pub heat_maps: String,
     pub classes: Vec<ClassResult>,
     pub mean_auc: Option<f64>,
     pub overlays: Vec<String>,
@@ -85,7 +87,8 @@ pub fn evaluate(
     let cfg = &run.config;
     let checkpoint = run.checkpoint_or_best(opts.checkpoint.as_deref());
     let (_vs, net) = run.load_model(&checkpoint)?;
-    let grid = net.cell_grid();
+    let heat_maps = opts.heat.describe(&net);
+    opts.heat.stages(&net).map_err(TrainError::Config)?;
     let ds = NihDataset::open(&cfg.dataset)
         .map_err(|e| TrainError::Dataset(cfg.dataset.display().to_string(), e.to_string()))?;
     let (samples, _missing) = ds.samples(opts.split, cfg.val_fraction, cfg.seed);
@@ -156,7 +159,7 @@ pub fn evaluate(
             continue;
         }
         let (x, y) = batch_tensors(&b, size, &columns, run.device);
-        let (p, heat) = batch_heat(&net, &x, opts.heat);
+        let (p, heat) = batch_heat(&net, &x, opts.heat).map_err(TrainError::Config)?;
         let yv: Vec<f32> =
             Vec::<f32>::try_from(y.to_device(Device::Cpu).flatten(0, -1)).unwrap_or_default();
         let nc = classes.len();
@@ -177,7 +180,6 @@ pub fn evaluate(
                     if let Some(tb) = truth_boxes.get(&(sample.image.clone(), *f)) {
                         let (_, det) = heat_boxes(
                             &hms[ci],
-                            grid,
                             size as u32,
                             &opts.heat_thresholds,
                             w as f64,
@@ -266,7 +268,6 @@ pub fn evaluate(
                 .unwrap_or_default();
             let (hm, det) = heat_boxes(
                 &hms[ci],
-                grid,
                 size as u32,
                 &opts.heat_thresholds,
                 img.width as f64,
@@ -293,6 +294,7 @@ pub fn evaluate(
         failed_images: failed,
         heat_thresholds: opts.heat_thresholds.clone(),
         heat: opts.heat,
+        heat_maps,
         mean_auc: (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64),
         classes: results,
         overlays: overlay_files,
@@ -352,10 +354,7 @@ pub fn markdown(r: &EvalResults) -> String {
     ));
     if r.classes.iter().any(|c| c.box_images > 0) {
         let ths: Vec<String> = r.heat_thresholds.iter().map(|t| t.to_string()).collect();
-        let kind = match r.heat.kind {
-            HeatmapKind::Cam => "class activation maps",
-            HeatmapKind::GradCam => "Grad-CAM maps",
-        };
+        let kind = &r.heat_maps;
         let views = match r.heat.flips {
             Flips::None => "",
             Flips::Mirror => ", averaged with the mirrored film's (flipped back),",

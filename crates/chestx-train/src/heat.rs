@@ -5,19 +5,66 @@
 //! up-left of where a plain resize puts it). And a learned detector may fire beside a lesion rather than
 //! on it (a filter that answers to "bright blob below-left of here" is as discriminative as a centred
 //! one); averaging the map with the maps of the flipped film, flipped back, cancels that offset along
-//! each flipped axis ([`Flips`]).
+//! each flipped axis ([`Flips`]). And the deepest map is coarse (16-px cells at output stride 16,
+//! the size of a nodule): LayerCAM reads finer stages too, and a fine stage's map multiplied by a deep
+//! one's ([`ClassHeat::on_input`]) keeps the deep map's choice of region with the fine map's
+//! placement inside it.
 
 use crate::ChestNet;
 use chestx_core::{BBox, CellGrid};
 use chestx_eval::boxes::{boxes_from_heatmap, Heatmap};
 use tch::{Device, Tensor};
 
-/// The paper's class activation map, or Grad-CAM on the backbone's output.
+/// The paper's class activation map, Grad-CAM on the backbone's output, or LayerCAM on one or more
+/// backbone stages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub enum HeatmapKind {
     #[default]
     Cam,
     GradCam,
+    LayerCam,
+}
+
+/// The backbone stages LayerCAM reads (1-based: `layer1..layer4` of a ResNet), as a set; empty means
+/// the last stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CamLayers(u8);
+
+impl CamLayers {
+    /// From stage numbers 1..=8 (order and repeats do not matter).
+    pub fn new(layers: &[usize]) -> Result<CamLayers, String> {
+        let mut bits = 0u8;
+        for &l in layers {
+            if !(1..=8).contains(&l) {
+                return Err(format!(
+                    "backbone stage {l} does not exist (stages count from 1)"
+                ));
+            }
+            bits |= 1 << (l - 1);
+        }
+        Ok(CamLayers(bits))
+    }
+
+    /// The stages in ascending order, for a backbone with `stages` of them.
+    pub fn list(self, stages: usize) -> Result<Vec<usize>, String> {
+        let l: Vec<usize> = (1..=8).filter(|i| self.0 & (1 << (i - 1)) != 0).collect();
+        if l.is_empty() {
+            return Ok(vec![stages]);
+        }
+        match l.iter().find(|&&i| i > stages) {
+            Some(i) => Err(format!(
+                "this backbone has {stages} stage(s) for LayerCAM; stage {i} was asked for"
+            )),
+            None => Ok(l),
+        }
+    }
+}
+
+impl serde::Serialize for CamLayers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let l: Vec<usize> = (1..=8).filter(|i| self.0 & (1 << (i - 1)) != 0).collect();
+        l.serialize(s)
+    }
 }
 
 /// Which flipped copies of the image are also run, their maps flipped back and averaged with the
@@ -49,29 +96,62 @@ impl Flips {
 pub struct HeatOptions {
     pub kind: HeatmapKind,
     pub flips: Flips,
+    /// Stages for [`HeatmapKind::LayerCam`] (the others read the last).
+    pub layers: CamLayers,
 }
 
-/// One class's map on one image, in cells, per view: `(map, flipped in x, flipped in y)`, each map
-/// already flipped back (its cells then sit on the grid mirrored along the flipped axes).
+impl HeatOptions {
+    /// The stages this reads on `net`: an error names a stage the backbone lacks.
+    pub fn stages(&self, net: &ChestNet) -> Result<Vec<usize>, String> {
+        let n = net.config.arch.layers();
+        match self.kind {
+            HeatmapKind::LayerCam => self.layers.list(n),
+            _ => Ok(vec![n]),
+        }
+    }
+
+    /// How the report names the maps, e.g. "LayerCAM maps of layer2 × layer4".
+    pub fn describe(&self, net: &ChestNet) -> String {
+        match self.kind {
+            HeatmapKind::Cam => "class activation maps".into(),
+            HeatmapKind::GradCam => "Grad-CAM maps".into(),
+            HeatmapKind::LayerCam => {
+                let l = self.stages(net).unwrap_or_default();
+                let names: Vec<String> = l.iter().map(|i| format!("layer{i}")).collect();
+                let fused = if l.len() > 1 {
+                    " (each scaled to [0, 1], multiplied)"
+                } else {
+                    ""
+                };
+                format!("LayerCAM maps of {}{fused}", names.join(" × "))
+            }
+        }
+    }
+}
+
+/// One backbone stage's map of one class on one image, in cells, per view: `(map, flipped in x,
+/// flipped in y)`, each map already flipped back (its cells then sit on `grid` mirrored along the
+/// flipped axes).
 #[derive(Debug, Clone)]
-pub struct ClassHeat {
+pub struct StageHeat {
+    pub grid: CellGrid,
     pub views: Vec<(Heatmap, bool, bool)>,
 }
 
-impl ClassHeat {
-    /// The map on the `side × side` input (raw CAM units; views averaged).
-    pub fn on_input(&self, grid: CellGrid, side: usize) -> Heatmap {
+impl StageHeat {
+    /// The map on the `side × side` input (raw units; views averaged).
+    pub fn on_input(&self, side: usize) -> Heatmap {
         let mut sum: Option<Heatmap> = None;
         for (m, fx, fy) in &self.views {
             let gx = if *fx {
-                grid.mirrored(side as f64, m.width)
+                self.grid.mirrored(side as f64, m.width)
             } else {
-                grid
+                self.grid
             };
             let gy = if *fy {
-                grid.mirrored(side as f64, m.height)
+                self.grid.mirrored(side as f64, m.height)
             } else {
-                grid
+                self.grid
             };
             let up = m.on_input_xy(gx, gy, side);
             match &mut sum {
@@ -86,18 +166,76 @@ impl ClassHeat {
     }
 }
 
-/// Probabilities `[B, C]` and cell maps `[B, C, S, S]`, both on the CPU, for one view of a batch.
-fn probs_and_maps(net: &ChestNet, x: &Tensor, kind: HeatmapKind) -> (Tensor, Tensor) {
-    let (logits, maps) = match kind {
+/// One class's heatmap on one image: one [`StageHeat`] per backbone stage read.
+#[derive(Debug, Clone)]
+pub struct ClassHeat {
+    pub stages: Vec<StageHeat>,
+}
+
+impl ClassHeat {
+    /// The map on the `side × side` input. One stage: its map as is. Several: each scaled to
+    /// [0, 1] and multiplied — high only where every stage is, so a fine stage's scattered
+    /// responses away from the region the deep stage picked drop out, and the deep stage's coarse
+    /// blob is narrowed to where the fine one places the evidence.
+    pub fn on_input(&self, side: usize) -> Heatmap {
+        let mut maps = self.stages.iter().map(|s| s.on_input(side));
+        let first = maps.next().expect("at least one stage");
+        if self.stages.len() == 1 {
+            return first;
+        }
+        maps.fold(unit_scaled(first), |mut acc, m| {
+            let m = unit_scaled(m);
+            acc.data.iter_mut().zip(&m.data).for_each(|(a, b)| *a *= b);
+            acc
+        })
+    }
+}
+
+/// `h` min–max scaled to [0, 1] (a flat map becomes all zeros).
+fn unit_scaled(mut h: Heatmap) -> Heatmap {
+    let (lo, hi) = h
+        .data
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    let span = hi - lo;
+    h.data.iter_mut().for_each(|v| {
+        *v = if span > 0.0 { (*v - lo) / span } else { 0.0 };
+    });
+    h
+}
+
+/// Probabilities `[B, C]` and, per stage read, its grid and cell maps `[B, C, h, w]`, all on the CPU,
+/// for one view of a batch.
+fn probs_and_maps(
+    net: &ChestNet,
+    x: &Tensor,
+    opts: HeatOptions,
+    stages: &[usize],
+) -> (Tensor, Vec<(CellGrid, Tensor)>) {
+    let (logits, maps) = match opts.kind {
         HeatmapKind::Cam => tch::no_grad(|| {
             let f = net.forward(x, false);
-            (f.logits, net.cam(&f.transition))
+            (f.logits, vec![net.cam(&f.transition)])
         }),
-        HeatmapKind::GradCam => net.grad_cams(x),
+        HeatmapKind::GradCam => {
+            let (l, m) = net.grad_cams(x);
+            (l, vec![m])
+        }
+        HeatmapKind::LayerCam => net.layer_cams(x, stages),
+    };
+    let grids: Vec<CellGrid> = match opts.kind {
+        HeatmapKind::LayerCam => stages.iter().map(|&l| net.layer_grid(l)).collect(),
+        _ => vec![net.cell_grid()],
     };
     (
         logits.sigmoid().to_device(Device::Cpu),
-        maps.to_device(Device::Cpu),
+        grids
+            .into_iter()
+            .zip(maps)
+            .map(|(g, m)| (g, m.to_device(Device::Cpu)))
+            .collect(),
     )
 }
 
@@ -119,11 +257,13 @@ fn split_maps(maps: &Tensor) -> Vec<Vec<Heatmap>> {
 }
 
 /// Probabilities (the image's own, row-major `[B, C]`) and per-image, per-class heatmaps of a batch.
+/// Fails only when `opts` asks for a stage the backbone lacks.
 pub fn batch_heat(
     net: &ChestNet,
     x: &Tensor,
     opts: HeatOptions,
-) -> (Vec<f32>, Vec<Vec<ClassHeat>>) {
+) -> Result<(Vec<f32>, Vec<Vec<ClassHeat>>), String> {
+    let stages = opts.stages(net)?;
     let mut probs = Vec::new();
     let mut heat: Vec<Vec<ClassHeat>> = Vec::new();
     for (v, &(fx, fy)) in opts.flips.views().iter().enumerate() {
@@ -137,50 +277,126 @@ pub fn batch_heat(
         } else {
             x.flip(&dims)
         };
-        let (p, maps) = probs_and_maps(net, &view, opts.kind);
-        let maps = if dims.is_empty() {
-            maps
-        } else {
-            maps.flip(&dims)
-        };
+        let (p, per_stage) = probs_and_maps(net, &view, opts, &stages);
         if v == 0 {
             probs = Vec::try_from(p.flatten(0, -1)).unwrap_or_default();
-            heat = split_maps(&maps)
-                .into_iter()
-                .map(|cs| {
-                    cs.into_iter()
-                        .map(|m| ClassHeat {
-                            views: vec![(m, fx, fy)],
-                        })
-                        .collect()
-                })
-                .collect();
-        } else {
+        }
+        for (si, (grid, maps)) in per_stage.into_iter().enumerate() {
+            let maps = if dims.is_empty() {
+                maps
+            } else {
+                maps.flip(&dims)
+            };
             for (k, cs) in split_maps(&maps).into_iter().enumerate() {
+                if heat.len() <= k {
+                    heat.push(Vec::new());
+                }
                 for (ci, m) in cs.into_iter().enumerate() {
-                    heat[k][ci].views.push((m, fx, fy));
+                    if heat[k].len() <= ci {
+                        heat[k].push(ClassHeat { stages: Vec::new() });
+                    }
+                    let st = &mut heat[k][ci].stages;
+                    if st.len() <= si {
+                        st.push(StageHeat {
+                            grid,
+                            views: Vec::new(),
+                        });
+                    }
+                    st[si].views.push((m, fx, fy));
                 }
             }
         }
     }
-    (probs, heat)
+    Ok((probs, heat))
 }
 
 /// One class's heatmap on the `side²` input and its boxes in `out_w × out_h` (the original image,
 /// of which the input is a plain resize): components of the min-max scaled map at each threshold.
 pub fn heat_boxes(
     heat: &ClassHeat,
-    grid: CellGrid,
     side: u32,
     thresholds: &[u8],
     out_w: f64,
     out_h: f64,
 ) -> (Heatmap, Vec<BBox>) {
-    let hm = heat.on_input(grid, side as usize);
+    let hm = heat.on_input(side as usize);
     let boxes = thresholds
         .iter()
         .flat_map(|&t| boxes_from_heatmap(&hm, t, out_w, out_h))
         .map(|d| d.bbox)
         .collect();
     (hm, boxes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage(stride: f64, cells: usize, hot: &[(usize, usize, f32)]) -> StageHeat {
+        let mut data = vec![0.0; cells * cells];
+        for &(x, y, v) in hot {
+            data[y * cells + x] = v;
+        }
+        StageHeat {
+            grid: CellGrid {
+                stride,
+                origin: 0.5,
+            },
+            views: vec![(Heatmap::new(cells, cells, data), false, false)],
+        }
+    }
+
+    fn argmax(h: &Heatmap) -> (usize, usize) {
+        let i = (0..h.data.len())
+            .max_by(|&a, &b| h.data[a].total_cmp(&h.data[b]))
+            .unwrap();
+        (i % h.width, i / h.width)
+    }
+
+    #[test]
+    fn stage_sets_parse_and_check_against_the_backbone() {
+        let l = CamLayers::new(&[4, 2, 2]).unwrap();
+        assert_eq!(l.list(4).unwrap(), vec![2, 4]);
+        assert_eq!(CamLayers::default().list(4).unwrap(), vec![4]);
+        assert_eq!(CamLayers::default().list(1).unwrap(), vec![1]);
+        let err = l.list(1).unwrap_err();
+        assert!(err.contains("stage 2"), "{err}");
+        assert!(CamLayers::new(&[0]).is_err());
+        assert!(CamLayers::new(&[9]).is_err());
+        assert_eq!(serde_json::to_string(&l).unwrap(), "[2,4]");
+    }
+
+    #[test]
+    fn one_stage_is_its_own_map_unscaled() {
+        let h = ClassHeat {
+            stages: vec![stage(16.0, 4, &[(1, 2, 3.0)])],
+        };
+        let m = h.on_input(64);
+        assert_eq!(argmax(&m), (16, 32));
+        assert!((m.data.iter().cloned().fold(f32::MIN, f32::max) - 3.0).abs() < 1e-6);
+    }
+
+    /// A deep stage picks the region, the fine stage places the peak inside it: the fine stage's
+    /// stronger response elsewhere is gated out, and the fused peak sits on the fine cell, not on
+    /// the deep cell's centre.
+    #[test]
+    fn fused_stages_keep_the_deep_region_and_the_fine_position() {
+        // Deep: 16-px cells, one hot cell centred at (32.5, 32.5).
+        let deep = stage(16.0, 4, &[(2, 2, 1.0)]);
+        // Fine: 8-px cells; a response at (40.5, 40.5) inside the deep blob, a stronger one at
+        // (8.5, 56.5) outside it.
+        let fine = stage(8.0, 8, &[(5, 5, 0.6), (1, 7, 1.0)]);
+        let fused = ClassHeat {
+            stages: vec![fine.clone(), deep],
+        }
+        .on_input(64);
+        assert_eq!(argmax(&fused), (40, 40));
+        let outside = fused.data[56 * 64 + 8];
+        let peak = fused.data[40 * 64 + 40];
+        assert!(outside < 0.05 * peak, "outside {outside} vs peak {peak}");
+        // The fine stage alone would have put its peak outside.
+        let alone = ClassHeat { stages: vec![fine] }.on_input(64);
+        let top = alone.data.iter().cloned().fold(f32::MIN, f32::max);
+        assert_eq!(alone.data[56 * 64 + 8], top);
+    }
 }

@@ -38,7 +38,7 @@ pub fn predict_image(
     thresholds: &[f32],
     heat_thresholds: &[u8],
     heat: HeatOptions,
-) -> (ImagePrediction, Vec<Heatmap>) {
+) -> Result<(ImagePrediction, Vec<Heatmap>), TrainError> {
     let size = net.config.input_size;
     let mut buf = vec![0f32; (3 * size * size) as usize];
     img.resize(size as u32, size as u32)
@@ -46,9 +46,8 @@ pub fn predict_image(
     let x = Tensor::from_slice(&buf)
         .view([1, 3, size, size])
         .to_device(device);
-    let (p, mut per_image) = batch_heat(net, &x, heat);
+    let (p, mut per_image) = batch_heat(net, &x, heat).map_err(TrainError::Config)?;
     let classes = per_image.swap_remove(0);
-    let grid = net.cell_grid();
     let mut heatmaps = Vec::with_capacity(classes.len());
     let findings = net
         .config
@@ -61,7 +60,6 @@ pub fn predict_image(
             let positive = p[ci] >= threshold;
             let (hm, boxes) = heat_boxes(
                 h,
-                grid,
                 size as u32,
                 heat_thresholds,
                 img.width as f64,
@@ -91,7 +89,7 @@ pub fn predict_image(
             "grayscale, resized to {size}x{size} (bilinear), ImageNet mean/std on 3 channels"
         ),
     };
-    (pred, heatmaps)
+    Ok((pred, heatmaps))
 }
 
 /// Per-class operating thresholds: Youden's J on the validation split (written by `chestx eval`), or

@@ -80,10 +80,8 @@ fn rust_side(a: &ModelBenchArgs) -> Result<Side> {
         .lt(0.2)
         .to_kind(Kind::Float);
     let mut step = || {
-        adam.zero_grad();
         let loss = Loss::Wcel.compute(&net.forward(&x, true).logits, &y);
-        loss.backward();
-        adam.step();
+        adam.backward_step(&loss);
     };
     for _ in 0..a.warmup {
         step();
@@ -288,11 +286,7 @@ fn rust_train_side(a: &TrainBenchArgs, dir: &std::path::Path) -> Result<f64> {
                 continue; // drop_last, as the reference does
             }
             let (x, y) = chestx_train::batch_tensors(&b, a.input, &columns, Device::Cpu);
-            adam.zero_grad();
-            Loss::Wcel
-                .compute(&net.forward(&x, true).logits, &y)
-                .backward();
-            adam.step();
+            adam.backward_step(&Loss::Wcel.compute(&net.forward(&x, true).logits, &y));
             done += 1;
             if done == warm {
                 t0 = Instant::now();

@@ -9,7 +9,7 @@ use chestx_model::{parse_device, Arch, Loss, ModelConfig, Pooling};
 use chestx_report::Labeler;
 use chestx_synth::{write_dataset, Backgrounds, SynthConfig};
 use chestx_train::evaluate::{evaluate, markdown, EvalOptions};
-use chestx_train::heat::{Flips, HeatOptions, HeatmapKind};
+use chestx_train::heat::{CamLayers, Flips, HeatOptions, HeatmapKind};
 use chestx_train::{train, Controls, Outcome, Run, TrainConfig};
 use clap::Args;
 use std::fmt::Write as _;
@@ -29,7 +29,7 @@ pub struct DemoArgs {
     n: usize,
     #[arg(long, default_value_t = 12)]
     epochs: usize,
-    /// A smaller, faster run (CI and a first try): 3000 images at 160 px, 12 epochs.
+    /// A smaller, faster run (CI and a first try): 3000 images at 192 px, 12 epochs.
     #[arg(long)]
     quick: bool,
     #[arg(long, default_value_t = 0)]
@@ -72,7 +72,7 @@ pub fn run_demo(a: DemoArgs) -> Result<ExitCode> {
     if bg.is_empty() {
         bail!("no PNG/JPEG backgrounds found");
     }
-    let (n, size) = if a.quick { (3000, 160) } else { (a.n, 256) };
+    let (n, size) = if a.quick { (3000, 192) } else { (a.n, 256) };
     let scfg = SynthConfig {
         n,
         size,
@@ -164,11 +164,15 @@ pub fn run_demo(a: DemoArgs) -> Result<ExitCode> {
             split: Split::Test,
             overlays: 8,
             bootstrap: 500,
-            // Boxes from Grad-CAM averaged over the film and its three flips: the class evidence
-            // the trained network actually uses, with the offset of off-centre detectors cancelled.
+            // Boxes from LayerCAM on the two finest stages, layer1 (4-px cells) × layer2 (8-px),
+            // each averaged over the film and its three flips: where the evidence the network
+            // uses for the class lies in the image, at a nodule's scale. Maps of the deep stage
+            // (16-px cells; CAM, Grad-CAM, LayerCAM) often peak a cell beside the lesion, by an
+            // offset that differs from one training run to the next.
             heat: HeatOptions {
-                kind: HeatmapKind::GradCam,
+                kind: HeatmapKind::LayerCam,
                 flips: Flips::Both,
+                layers: CamLayers::new(&[1, 2]).expect("ResNet stages"),
             },
             ..Default::default()
         },

@@ -5,7 +5,7 @@ use anyhow::Result;
 use chestx_data::Split;
 use chestx_model::parse_device;
 use chestx_train::evaluate::{evaluate, markdown, EvalOptions};
-use chestx_train::heat::{Flips, HeatOptions, HeatmapKind};
+use chestx_train::heat::{CamLayers, Flips, HeatOptions, HeatmapKind};
 use chestx_train::Run;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
@@ -22,6 +22,7 @@ pub enum SplitArg {
 pub enum HeatmapArg {
     Cam,
     GradCam,
+    LayerCam,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -32,11 +33,17 @@ pub enum FlipsArg {
 }
 
 /// How heatmaps are made, shared by `eval` and `predict`.
-#[derive(Args, Clone, Copy)]
+#[derive(Args, Clone)]
 pub struct HeatArgs {
-    /// Heatmap for the boxes: the paper's CAM, or Grad-CAM on the backbone's last feature map.
+    /// Heatmap for the boxes: the paper's CAM, Grad-CAM on the backbone's last feature map, or
+    /// LayerCAM on the stages named by --cam-layers.
     #[arg(long, value_enum, default_value_t = HeatmapArg::Cam)]
     heatmap: HeatmapArg,
+    /// LayerCAM's backbone stages (1–4: a ResNet's layer1..layer4; other backbones have one).
+    /// Several are each scaled to [0, 1] and multiplied: `2,4` keeps layer4's choice of region with
+    /// layer2's finer placement. Default: the last stage.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=8))]
+    cam_layers: Vec<u8>,
     /// Also run flipped copies of each image and average their heatmaps, flipped back, with its own:
     /// cancels the offset of detectors that fire beside a lesion rather than on it (mirror: left–right;
     /// both: also up–down).
@@ -44,13 +51,17 @@ pub struct HeatArgs {
     flips: FlipsArg,
 }
 
-impl From<HeatArgs> for HeatOptions {
-    fn from(h: HeatArgs) -> Self {
+impl From<&HeatArgs> for HeatOptions {
+    fn from(h: &HeatArgs) -> Self {
+        let layers: Vec<usize> = h.cam_layers.iter().map(|&l| l as usize).collect();
         HeatOptions {
             kind: match h.heatmap {
                 HeatmapArg::Cam => HeatmapKind::Cam,
                 HeatmapArg::GradCam => HeatmapKind::GradCam,
+                HeatmapArg::LayerCam => HeatmapKind::LayerCam,
             },
+            // The parser keeps stages within 1..=8, all CamLayers accepts.
+            layers: CamLayers::new(&layers).unwrap_or_default(),
             flips: match h.flips {
                 FlipsArg::None => Flips::None,
                 FlipsArg::Mirror => Flips::Mirror,
@@ -118,7 +129,7 @@ pub fn run_eval(a: EvalArgs) -> Result<ExitCode> {
         overlays: a.overlays,
         batch_size: a.batch,
         boxes: a.boxes.clone(),
-        heat: a.heat.into(),
+        heat: (&a.heat).into(),
     };
     let pb = progress(0, "evaluating", 0);
     let r = evaluate(&run, &out, &opts, &|i, n| {

@@ -4,6 +4,7 @@ use crate::output::progress;
 use anyhow::{bail, Result};
 use chestx_image::Gray;
 use chestx_model::parse_device;
+use chestx_train::heat::HeatOptions;
 use chestx_train::predict::{load_thresholds, predict_image, write_json};
 use chestx_train::Run;
 use clap::Args;
@@ -36,6 +37,8 @@ pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
     let ckpt = run.checkpoint_or_best(a.checkpoint.as_deref());
     let (_vs, net) = run.load_model(&ckpt)?;
     let thresholds = load_thresholds(&a.run, net.config.classes.len());
+    let heat: HeatOptions = (&a.heat).into();
+    heat.stages(&net).map_err(anyhow::Error::msg)?;
     let files = chestx_data::ingest::find_sources(&a.inputs);
     if files.is_empty() {
         bail!("no input images");
@@ -65,8 +68,8 @@ pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
             &f.display().to_string(),
             &thresholds,
             &a.heat_thresholds,
-            a.heat.into(),
-        );
+            heat,
+        )?;
         write_json(&a.output.join(format!("{stem}.json")), &pred)?;
         // Overlay: the heatmap of the most probable finding, with the boxes of every positive one.
         let top = (0..pred.findings.len())

@@ -9,7 +9,8 @@ mod vgg;
 
 use chestx_core::{CellGrid, Window};
 use serde::{Deserialize, Serialize};
-use tch::nn;
+use tch::nn::{self, ModuleT};
+use tch::Tensor;
 
 /// A backbone architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,20 +69,41 @@ impl Arch {
     /// Where the cells of the feature map at `output_stride` (32; 16 or 8 for ResNets) sit on the input,
     /// from the downsampling layers each network is built with (see [`CellGrid`]).
     pub fn cell_grid(self, output_stride: i64) -> CellGrid {
+        self.layer_grid(self.layers(), output_stride)
+    }
+
+    /// How many of the backbone's stages can be tapped for heatmaps ([`Stages`]): torchvision's
+    /// `layer1..layer4` of a ResNet; the other backbones have one, their output.
+    pub fn layers(self) -> usize {
+        if self.is_resnet() {
+            4
+        } else {
+            1
+        }
+    }
+
+    pub fn is_resnet(self) -> bool {
+        matches!(
+            self,
+            Arch::Resnet18 | Arch::Resnet34 | Arch::Resnet50 | Arch::Resnet101
+        )
+    }
+
+    /// Where the cells of stage `layer` (1-based, see [`Arch::layers`]) sit on the input.
+    pub fn layer_grid(self, layer: usize, output_stride: i64) -> CellGrid {
         const CONV1: Window = Window::new(7, 2, 3);
         const HALVE: Window = Window::new(3, 2, 1);
         let layers: Vec<Window> = match self {
             Arch::Resnet18 | Arch::Resnet34 | Arch::Resnet50 | Arch::Resnet101 => {
-                // conv1, maxpool, then the strided ones of layer2..layer4 (at 16 layer4 keeps its
-                // input's resolution, at 8 layer3 too).
-                let stages = match output_stride {
-                    8 => 1,
-                    16 => 2,
-                    _ => 3,
-                };
+                // conv1, maxpool, then the strided 3×3 convs of layer2..layer{layer} (at output
+                // stride 16 layer4 keeps its input's resolution, at 8 layer3 too).
                 [CONV1, HALVE]
                     .into_iter()
-                    .chain([HALVE; 3].into_iter().take(stages))
+                    .chain(
+                        (2..=layer)
+                            .filter(|&l| resnet::strides(l, output_stride))
+                            .map(|_| HALVE),
+                    )
                     .collect()
             }
             // conv0, pool0, three transitions with 2×2 average pooling.
@@ -144,29 +166,62 @@ impl std::fmt::Display for Arch {
     }
 }
 
+/// A feature extractor as consecutive stages, so that the maps between them can be read (LayerCAM
+/// on `layer2` of a ResNet, say). Running all of them is the backbone's forward pass.
+#[derive(Debug)]
+pub struct Stages(Vec<nn::SequentialT>);
+
+impl Stages {
+    pub fn new(stages: Vec<nn::SequentialT>) -> Stages {
+        assert!(!stages.is_empty(), "a backbone has at least one stage");
+        Stages(stages)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Stages `from..to` (0-based, `to` exclusive) applied to `xs`.
+    pub fn run(&self, from: usize, to: usize, xs: &Tensor, train: bool) -> Tensor {
+        self.0[from..to]
+            .iter()
+            .fold(xs.shallow_clone(), |x, s| s.forward_t(&x, train))
+    }
+}
+
+impl ModuleT for Stages {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.run(0, self.0.len(), xs, train)
+    }
+}
+
 /// Build the feature extractor of `arch` under `p` (its variables are named as in torchvision).
-pub fn build(arch: Arch, p: &nn::Path) -> nn::SequentialT {
+pub fn build(arch: Arch, p: &nn::Path) -> Stages {
     match arch {
         Arch::Resnet18 => resnet::resnet(p, resnet::Block::Basic, [2, 2, 2, 2], 64, 32),
         Arch::Resnet34 => resnet::resnet(p, resnet::Block::Basic, [3, 4, 6, 3], 64, 32),
         Arch::Resnet50 => resnet::resnet(p, resnet::Block::Bottleneck, [3, 4, 6, 3], 64, 32),
         Arch::Resnet101 => resnet::resnet(p, resnet::Block::Bottleneck, [3, 4, 23, 3], 64, 32),
-        Arch::Densenet121 => densenet::densenet121(p),
-        Arch::Alexnet => alexnet::alexnet(p),
-        Arch::Googlenet => googlenet::googlenet(p),
-        Arch::Vgg16 => vgg::vgg16(p),
+        Arch::Densenet121 => Stages::new(vec![densenet::densenet121(p)]),
+        Arch::Alexnet => Stages::new(vec![alexnet::alexnet(p)]),
+        Arch::Googlenet => Stages::new(vec![googlenet::googlenet(p)]),
+        Arch::Vgg16 => Stages::new(vec![vgg::vgg16(p)]),
     }
 }
 
 /// A ResNet-18-shaped network `base` channels wide at its first stage (8·`base` at the last): for
 /// fixtures and CPU-sized experiments. `base` = 64 is ResNet-18. `output_stride` is 32, 16 or 8.
-pub fn resnet18_width(p: &nn::Path, base: i64, output_stride: i64) -> nn::SequentialT {
+pub fn resnet18_width(p: &nn::Path, base: i64, output_stride: i64) -> Stages {
     resnet::resnet(p, resnet::Block::Basic, [2, 2, 2, 2], base, output_stride)
 }
 
 /// Any ResNet at a finer output stride: 16 (layer4 without its stride) or 8 (layer3 and layer4
 /// without theirs). Weights are unchanged, so torchvision weights load.
-pub fn build_strided(arch: Arch, p: &nn::Path, output_stride: i64) -> Option<nn::SequentialT> {
+pub fn build_strided(arch: Arch, p: &nn::Path, output_stride: i64) -> Option<Stages> {
     use resnet::Block::{Basic, Bottleneck};
     let (block, counts) = match arch {
         Arch::Resnet18 => (Basic, [2, 2, 2, 2]),

@@ -1,7 +1,7 @@
 //! ResNet-18/34/50/101 (He et al. 2016) in torchvision's layout: `conv1`, `bn1`, `layer1..4`, blocks
 //! with `conv1/bn1/…` and `downsample.0/1`; the bottleneck strides in its 3×3 conv (torchvision v1.5).
 
-use super::{bn, conv};
+use super::{bn, conv, Stages};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
@@ -28,19 +28,26 @@ struct Residual {
 
 impl ModuleT for Residual {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        // ReLUs and the residual sum in place, as torchvision's `inplace=True`: each batch-norm
+        // output is consumed once, and not writing a new tensor per op saves memory traffic.
         let last = self.convs.len() - 1;
         let mut ys = xs.shallow_clone();
         for (i, (c, b)) in self.convs.iter().enumerate() {
             ys = ys.apply(c).apply_t(b, train);
             if i < last {
-                ys = ys.relu();
+                let _ = ys.relu_();
             }
         }
-        let shortcut = match &self.downsample {
-            Some((c, b)) => xs.apply(c).apply_t(b, train),
-            None => xs.shallow_clone(),
-        };
-        (ys + shortcut).relu()
+        match &self.downsample {
+            Some((c, b)) => {
+                let _ = ys.g_add_(&xs.apply(c).apply_t(b, train));
+            }
+            None => {
+                let _ = ys.g_add_(xs);
+            }
+        }
+        let _ = ys.relu_();
+        ys
     }
 }
 
@@ -85,14 +92,16 @@ fn block(p: &nn::Path, kind: Block, c_in: i64, width: i64, stride: i64) -> Resid
 /// A ResNet whose stages are `base`, 2·`base`, 4·`base`, 8·`base` wide (`base` = 64 in torchvision;
 /// smaller for test fixtures). `output_stride` 16 keeps layer4 at layer3's resolution (its first
 /// block does not stride), doubling the heatmap side; 8 keeps layer3 at layer2's too. Weights are
-/// unchanged, so torchvision weights still load.
+/// unchanged, so torchvision weights still load. Returned as four stages (the stem belongs to the
+/// first) whose outputs are torchvision's `layer1..layer4`.
 pub fn resnet(
     p: &nn::Path,
     kind: Block,
     counts: [i64; 4],
     base: i64,
     output_stride: i64,
-) -> nn::SequentialT {
+) -> Stages {
+    let mut stages = Vec::with_capacity(4);
     let mut seq = nn::seq_t()
         .add(conv(p / "conv1", 3, base, 7, 2, 3, false))
         .add(bn(p / "bn1", base))
@@ -105,8 +114,7 @@ pub fn resnet(
     {
         let layer = p / format!("layer{}", i + 1);
         for j in 0..n {
-            let keep_resolution = (output_stride <= 16 && i == 3) || (output_stride <= 8 && i == 2);
-            let stride = if j == 0 && i > 0 && !keep_resolution {
+            let stride = if j == 0 && strides(i + 1, output_stride) {
                 2
             } else {
                 1
@@ -114,6 +122,17 @@ pub fn resnet(
             seq = seq.add(block(&(&layer / j.to_string()), kind, c_in, width, stride));
             c_in = width * kind.expansion();
         }
+        stages.push(std::mem::replace(&mut seq, nn::seq_t()));
     }
-    seq
+    Stages::new(stages)
+}
+
+/// Whether torchvision's `layer{layer}` (1–4) halves the resolution at `output_stride`.
+pub(crate) fn strides(layer: usize, output_stride: i64) -> bool {
+    match layer {
+        2 => true,
+        3 => output_stride > 8,
+        4 => output_stride > 16,
+        _ => false,
+    }
 }
