@@ -60,17 +60,35 @@ impl Heatmap {
         Heatmap::new(side, side, data)
     }
 
-    /// Min-max scaled to 0..=255 (rounded). A constant map carries no location and scales to zeros.
-    pub fn to_u8(&self) -> Vec<u8> {
+    /// The smallest and largest value, when they are finite and differ (a constant map carries no
+    /// location).
+    pub fn min_max(&self) -> Option<(f32, f32)> {
         let (lo, hi) = self
             .data
             .iter()
             .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
                 (l.min(v), h.max(v))
             });
-        if !lo.is_finite() || !hi.is_finite() || hi <= lo {
-            return vec![0; self.data.len()];
+        (lo.is_finite() && hi.is_finite() && hi > lo).then_some((lo, hi))
+    }
+
+    /// Min-max scaled to [0, 1]; a map without a [`Heatmap::min_max`] becomes all zeros.
+    pub fn unit_scaled(mut self) -> Heatmap {
+        match self.min_max() {
+            Some((lo, hi)) => self
+                .data
+                .iter_mut()
+                .for_each(|v| *v = (*v - lo) / (hi - lo)),
+            None => self.data.iter_mut().for_each(|v| *v = 0.0),
         }
+        self
+    }
+
+    /// Min-max scaled to 0..=255 (rounded). A constant map carries no location and scales to zeros.
+    pub fn to_u8(&self) -> Vec<u8> {
+        let Some((lo, hi)) = self.min_max() else {
+            return vec![0; self.data.len()];
+        };
         let k = 255.0 / (hi - lo);
         self.data
             .iter()

@@ -149,8 +149,7 @@ impl ChestNet {
         let feats = tch::no_grad(|| self.backbone.forward_t(images, false))
             .detach()
             .set_requires_grad(true);
-        let t = feats.apply(&self.transition);
-        let logits = self.config.pooling.apply(&t).apply(&self.prediction);
+        let logits = self.head(&feats);
         let n = self.config.classes.len() as i64;
         let maps: Vec<Tensor> = (0..n)
             .map(|c| {

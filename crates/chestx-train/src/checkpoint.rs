@@ -21,24 +21,17 @@ pub struct RunState {
 }
 
 pub fn save(path: &Path, vs: &VarStore, adam: &Adam, state: &RunState) -> Result<(), TrainError> {
+    // Contiguous copies on the CPU: safetensors refuses strided (e.g. channels-last) tensors.
+    let cpu = |t: &Tensor| t.to_device(tch::Device::Cpu).contiguous();
     let mut named: Vec<(String, Tensor)> = Vec::new();
     for (n, t) in vs.variables() {
-        named.push((
-            format!("model.{n}"),
-            t.to_device(tch::Device::Cpu).contiguous(),
-        ));
+        named.push((format!("model.{n}"), cpu(&t)));
     }
     for (n, t) in &adam.m {
-        named.push((
-            format!("adam.m.{n}"),
-            t.to_device(tch::Device::Cpu).contiguous(),
-        ));
+        named.push((format!("adam.m.{n}"), cpu(t)));
     }
     for (n, t) in &adam.v {
-        named.push((
-            format!("adam.v.{n}"),
-            t.to_device(tch::Device::Cpu).contiguous(),
-        ));
+        named.push((format!("adam.v.{n}"), cpu(t)));
     }
     let json = serde_json::to_vec(&(state, adam.t)).expect("state serializes");
     named.push(("__state__".into(), Tensor::from_slice(&json)));

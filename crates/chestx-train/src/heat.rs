@@ -45,9 +45,14 @@ impl CamLayers {
         Ok(CamLayers(bits))
     }
 
+    /// The stages in the set, ascending.
+    fn members(self) -> Vec<usize> {
+        (1..=8).filter(|i| self.0 & (1 << (i - 1)) != 0).collect()
+    }
+
     /// The stages in ascending order, for a backbone with `stages` of them.
     pub fn list(self, stages: usize) -> Result<Vec<usize>, String> {
-        let l: Vec<usize> = (1..=8).filter(|i| self.0 & (1 << (i - 1)) != 0).collect();
+        let l = self.members();
         if l.is_empty() {
             return Ok(vec![stages]);
         }
@@ -62,8 +67,7 @@ impl CamLayers {
 
 impl serde::Serialize for CamLayers {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let l: Vec<usize> = (1..=8).filter(|i| self.0 & (1 << (i - 1)) != 0).collect();
-        l.serialize(s)
+        self.members().serialize(s)
     }
 }
 
@@ -183,38 +187,31 @@ impl ClassHeat {
         if self.stages.len() == 1 {
             return first;
         }
-        maps.fold(unit_scaled(first), |mut acc, m| {
-            let m = unit_scaled(m);
+        maps.fold(first.unit_scaled(), |mut acc, m| {
+            let m = m.unit_scaled();
             acc.data.iter_mut().zip(&m.data).for_each(|(a, b)| *a *= b);
             acc
         })
     }
 }
 
-/// `h` min–max scaled to [0, 1] (a flat map becomes all zeros).
-fn unit_scaled(mut h: Heatmap) -> Heatmap {
-    let (lo, hi) = h
-        .data
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        });
-    let span = hi - lo;
-    h.data.iter_mut().for_each(|v| {
-        *v = if span > 0.0 { (*v - lo) / span } else { 0.0 };
-    });
-    h
+/// Where the cells of each stage read sit on the input.
+fn stage_grids(net: &ChestNet, kind: HeatmapKind, stages: &[usize]) -> Vec<CellGrid> {
+    match kind {
+        HeatmapKind::LayerCam => stages.iter().map(|&l| net.layer_grid(l)).collect(),
+        _ => vec![net.cell_grid()],
+    }
 }
 
-/// Probabilities `[B, C]` and, per stage read, its grid and cell maps `[B, C, h, w]`, all on the CPU,
-/// for one view of a batch.
+/// Probabilities `[B, C]` and one `[B, C, h, w]` map per stage read, all on the CPU, for one view of
+/// a batch.
 fn probs_and_maps(
     net: &ChestNet,
     x: &Tensor,
-    opts: HeatOptions,
+    kind: HeatmapKind,
     stages: &[usize],
-) -> (Tensor, Vec<(CellGrid, Tensor)>) {
-    let (logits, maps) = match opts.kind {
+) -> (Tensor, Vec<Tensor>) {
+    let (logits, maps) = match kind {
         HeatmapKind::Cam => tch::no_grad(|| {
             let f = net.forward(x, false);
             (f.logits, vec![net.cam(&f.transition)])
@@ -225,17 +222,9 @@ fn probs_and_maps(
         }
         HeatmapKind::LayerCam => net.layer_cams(x, stages),
     };
-    let grids: Vec<CellGrid> = match opts.kind {
-        HeatmapKind::LayerCam => stages.iter().map(|&l| net.layer_grid(l)).collect(),
-        _ => vec![net.cell_grid()],
-    };
     (
         logits.sigmoid().to_device(Device::Cpu),
-        grids
-            .into_iter()
-            .zip(maps)
-            .map(|(g, m)| (g, m.to_device(Device::Cpu)))
-            .collect(),
+        maps.into_iter().map(|m| m.to_device(Device::Cpu)).collect(),
     )
 }
 
@@ -264,8 +253,19 @@ pub fn batch_heat(
     opts: HeatOptions,
 ) -> Result<(Vec<f32>, Vec<Vec<ClassHeat>>), String> {
     let stages = opts.stages(net)?;
+    let grids = stage_grids(net, opts.kind, &stages);
+    let empty = ClassHeat {
+        stages: grids
+            .iter()
+            .map(|&grid| StageHeat {
+                grid,
+                views: Vec::new(),
+            })
+            .collect(),
+    };
+    let (batch, classes) = (x.size()[0] as usize, net.config.classes.len());
+    let mut heat = vec![vec![empty; classes]; batch];
     let mut probs = Vec::new();
-    let mut heat: Vec<Vec<ClassHeat>> = Vec::new();
     for (v, &(fx, fy)) in opts.flips.views().iter().enumerate() {
         let dims: Vec<i64> = [(fx, 3i64), (fy, 2)]
             .iter()
@@ -277,32 +277,19 @@ pub fn batch_heat(
         } else {
             x.flip(&dims)
         };
-        let (p, per_stage) = probs_and_maps(net, &view, opts, &stages);
+        let (p, per_stage) = probs_and_maps(net, &view, opts.kind, &stages);
         if v == 0 {
             probs = Vec::try_from(p.flatten(0, -1)).unwrap_or_default();
         }
-        for (si, (grid, maps)) in per_stage.into_iter().enumerate() {
+        for (si, maps) in per_stage.into_iter().enumerate() {
             let maps = if dims.is_empty() {
                 maps
             } else {
                 maps.flip(&dims)
             };
             for (k, cs) in split_maps(&maps).into_iter().enumerate() {
-                if heat.len() <= k {
-                    heat.push(Vec::new());
-                }
                 for (ci, m) in cs.into_iter().enumerate() {
-                    if heat[k].len() <= ci {
-                        heat[k].push(ClassHeat { stages: Vec::new() });
-                    }
-                    let st = &mut heat[k][ci].stages;
-                    if st.len() <= si {
-                        st.push(StageHeat {
-                            grid,
-                            views: Vec::new(),
-                        });
-                    }
-                    st[si].views.push((m, fx, fy));
+                    heat[k][ci].stages[si].views.push((m, fx, fy));
                 }
             }
         }

@@ -194,12 +194,7 @@ pub fn run_train(a: TrainArgs) -> Result<ExitCode> {
         if ![8, 16, 32].contains(&a.output_stride) {
             bail!("--output-stride is 8, 16 or 32");
         }
-        if a.output_stride != 32
-            && !matches!(
-                arch,
-                Arch::Resnet18 | Arch::Resnet34 | Arch::Resnet50 | Arch::Resnet101
-            )
-        {
+        if a.output_stride != 32 && !arch.is_resnet() {
             bail!("--output-stride 8 and 16 apply to ResNets only");
         }
         let classes = match &a.classes {
