@@ -11,7 +11,7 @@ python3 -c "import torchvision; print('torchvision', torchvision.__version__)" 2
 TL=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 export LD_LIBRARY_PATH="$TL:$PWD/target/gpu-libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 for size in 512 224; do
-  timeout 150 $B bench model --device cuda --input $size --batch 8 --steps 40 --warmup 8 --torch-threads 16 --python python3 2>&1 | tee "$OUT/bench-model-$size.txt"
+  timeout 150 $B bench model --device cuda --input $size --batch 8 --steps 40 --warmup 8 --rounds 1 --torch-threads 16 --python python3 2>&1 | tee "$OUT/bench-model-$size.txt"
 done
 # training check done in the first run
 : timeout 60 $B synth -o /tmp/ph --n 2000 --size 256 --procedural 100 --seed 1 2>&1 | tail -1

@@ -2,6 +2,7 @@
 //! global pooling → prediction layer (D×C) → one logit per finding.
 
 use crate::backbone::{self, Arch};
+use crate::gemm_grad::GemmWeightGrad;
 use crate::pool::Pooling;
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
@@ -60,6 +61,9 @@ pub struct Forward {
     pub logits: Tensor,
     /// `[B, D, S, S]` transition-layer activations, for CAM.
     pub transition: Tensor,
+    /// Weight gradients the optimizer should form itself (the transition layer's on a CPU over
+    /// small maps, see [`crate::gemm_grad`]); empty when autograd's kernels are the faster ones.
+    pub gemm_grads: Vec<GemmWeightGrad>,
 }
 
 #[derive(Debug)]
@@ -115,14 +119,21 @@ impl ChestNet {
     }
 
     pub fn forward(&self, images: &Tensor, train: bool) -> Forward {
-        let transition = self
-            .backbone
-            .forward_t(images, train)
-            .apply(&self.transition);
+        let features = self.backbone.forward_t(images, train);
+        let transition = features.apply(&self.transition);
         let pooled = self.config.pooling.apply(&transition);
+        let gemm_grads = train
+            .then(|| {
+                let t = &self.transition;
+                GemmWeightGrad::when_it_pays(&t.ws, t.bs.as_ref(), &features, &transition)
+            })
+            .flatten()
+            .into_iter()
+            .collect();
         Forward {
             logits: pooled.apply(&self.prediction),
             transition,
+            gemm_grads,
         }
     }
 

@@ -44,3 +44,107 @@ fn first_update_follows_adam_for_channels_last_convolutions_too() {
     }
     assert_eq!(adam.t, 1);
 }
+
+/// Several AdamW steps with weight decay against the formula evaluated in double precision, with
+/// gradients taken independently before each step (the fused CPU update walks raw memory, so a
+/// layout slip would show here as a wrong element).
+#[test]
+fn later_steps_follow_adamw_in_double_precision() {
+    tch::manual_seed(12);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let conv = nn::conv2d(vs.root() / "c", 3, 5, 3, Default::default());
+    let lin = nn::linear(vs.root() / "l", 5, 2, Default::default());
+    let x = Tensor::randn([2, 3, 7, 7], (Kind::Float, Device::Cpu));
+    let loss = || {
+        lin.forward(
+            &conv
+                .forward(&x)
+                .relu()
+                .mean_dim(&[2i64, 3][..], false, None),
+        )
+        .pow_tensor_scalar(2)
+        .sum(Kind::Float)
+    };
+    let (lr, wd) = (0.02, 0.1);
+    let mut adam = Adam::new(&vs, lr, wd);
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let double = |t: &Tensor| t.detach().to_kind(Kind::Double);
+    let mut m: Vec<Tensor> = vars.iter().map(|(_, p)| double(p).zeros_like()).collect();
+    let mut v: Vec<Tensor> = m.iter().map(|t| t.zeros_like()).collect();
+    for t in 1..=4 {
+        let refs: Vec<&Tensor> = vars.iter().map(|(_, p)| p).collect();
+        let grads = Tensor::run_backward(&[loss()], &refs, false, false);
+        let want: Vec<Tensor> = vars
+            .iter()
+            .zip(&grads)
+            .enumerate()
+            .map(|(i, ((_, p), g))| {
+                let g = double(g);
+                m[i] = &m[i] * adam.beta1 + &g * (1.0 - adam.beta1);
+                v[i] = &v[i] * adam.beta2 + &g * &g * (1.0 - adam.beta2);
+                let m_hat = &m[i] / (1.0 - adam.beta1.powi(t));
+                let v_hat = &v[i] / (1.0 - adam.beta2.powi(t));
+                double(p) * (1.0 - lr * wd) - m_hat / (v_hat.sqrt() + adam.eps) * lr
+            })
+            .collect();
+        adam.backward_step(&loss());
+        for ((name, now), want) in vars.iter().zip(&want) {
+            let diff = (double(now) - want).abs().max().double_value(&[]);
+            assert!(diff < 1e-6, "step {t}, {name}: off by {diff}");
+        }
+    }
+    assert_eq!(adam.t, 4);
+}
+
+/// A step with the transition layer's weight gradient formed by its GEMM is the step taken with
+/// autograd's (eps raised so Adam's near-sign update of tiny gradients cannot magnify rounding; one
+/// step, as this tiny network's batch norms over 2×2 maps amplify any rounding in later ones).
+#[test]
+fn gemm_weight_gradient_trains_like_autograd() {
+    use chestx_model::{Arch, ChestNet, Loss, ModelConfig};
+    let build = || {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut cfg = ModelConfig::new(Arch::Resnet18, vec!["a".into(), "b".into()]);
+        cfg.width = Some(8);
+        cfg.input_size = 64;
+        let net = ChestNet::new(&vs.root(), cfg);
+        (vs, net)
+    };
+    // One initial state and batch for both runs (copied, not re-seeded: tests share torch's RNG).
+    let (vs0, _) = build();
+    let x = Tensor::randn([4, 3, 64, 64], (Kind::Float, Device::Cpu));
+    let y = Tensor::from_slice(&[1f32, 0., 0., 1., 1., 1., 0., 0.]).view([4, 2]);
+    let run = |gemm: bool| {
+        let (mut vs, net) = build();
+        vs.copy(&vs0).unwrap();
+        let mut adam = Adam::new(&vs, 1e-2, 0.0);
+        adam.eps = 1e-3;
+        let out = net.forward(&x, true);
+        assert_eq!(
+            out.gemm_grads.len(),
+            1,
+            "the transition's GEMM applies at 2x2"
+        );
+        let loss = Loss::Wcel.compute(&out.logits, &y);
+        if gemm {
+            adam.backward_step_with(&loss, &out.gemm_grads);
+        } else {
+            adam.backward_step(&loss);
+        }
+        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        vars
+    };
+    let (with, without) = (run(true), run(false));
+    for ((name, a), (_, b)) in with.iter().zip(&without) {
+        let diff = (a - b).abs().max().double_value(&[]);
+        assert!(diff < 1e-6, "{name}: off by {diff}");
+    }
+    let (_, now) = with.iter().find(|(n, _)| n == "transition.weight").unwrap();
+    let moved = (now - &vs0.variables()["transition.weight"])
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(moved > 1e-3, "transition weight barely moved ({moved})");
+}

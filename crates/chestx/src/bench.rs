@@ -63,6 +63,64 @@ pub fn python_reference(
         .with_context(|| format!("{}: no JSON result line", script.display()))
 }
 
+/// Side-by-side figures from alternating rounds (ours, theirs, ours, theirs, ...): on a shared or
+/// throttled machine one round of each can differ by ±10% from the next, so each side reports its
+/// median and the ratio's spread across rounds is printed with it.
+pub struct Rounds {
+    pub ours: Vec<f64>,
+    pub theirs: Vec<f64>,
+}
+
+impl Rounds {
+    pub fn new() -> Rounds {
+        Rounds {
+            ours: Vec::new(),
+            theirs: Vec::new(),
+        }
+    }
+
+    /// One table row: each side's median, the ratio of medians, and the per-round ratios' range.
+    pub fn row(&self, label: &str, decimals: usize) -> String {
+        let (a, b) = (median(&self.ours), median(&self.theirs));
+        let ratios: Vec<f64> = self
+            .ours
+            .iter()
+            .zip(&self.theirs)
+            .map(|(x, y)| x / y)
+            .collect();
+        let lo = ratios.iter().cloned().fold(f64::INFINITY, f64::min);
+        let hi = ratios.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let spread = if ratios.len() > 1 {
+            format!("   (rounds {lo:.2}x to {hi:.2}x)")
+        } else {
+            String::new()
+        };
+        format!(
+            "{label:<26} {a:>14.decimals$} {b:>14.decimals$} {:>7.2}x{spread}",
+            a / b
+        )
+    }
+}
+
+/// The median (mean of the middle two for an even count); NaN for none.
+pub fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => 0.5 * (v[n / 2 - 1] + v[n / 2]),
+    }
+}
+
+/// The header over [`Rounds::row`] lines.
+pub fn header(rounds: usize) -> String {
+    format!(
+        "{:<26} {:>14} {:>14} {:>8}   medians of {rounds} alternating round(s)",
+        "", "chestx (tch)", "PyTorch", "ratio"
+    )
+}
+
 pub fn data_dir() -> PathBuf {
     std::env::var_os("CHESTX_DATA")
         .map(PathBuf::from)

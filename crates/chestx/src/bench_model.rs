@@ -1,6 +1,7 @@
 //! `chestx bench model`: training-step and inference images/s of the ChestX-ray8 network on tch,
 //! next to the same network in PyTorch (benches/model_pytorch.py), same machine, threads, batch.
 
+use crate::bench::Rounds;
 use anyhow::{bail, Context, Result};
 use chestx_model::{parse_device, Arch, ChestNet, Loss, ModelConfig, Pooling};
 use chestx_train::Adam;
@@ -22,6 +23,9 @@ pub struct ModelBenchArgs {
     steps: usize,
     #[arg(long, default_value_t = 3)]
     warmup: usize,
+    /// Alternating rounds of each side (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Intra-op threads for both sides.
     #[arg(long = "torch-threads", default_value_t = 2)]
     torch_threads: i32,
@@ -80,8 +84,9 @@ fn rust_side(a: &ModelBenchArgs) -> Result<Side> {
         .lt(0.2)
         .to_kind(Kind::Float);
     let mut step = || {
-        let loss = Loss::Wcel.compute(&net.forward(&x, true).logits, &y);
-        adam.backward_step(&loss);
+        let out = net.forward(&x, true);
+        let loss = Loss::Wcel.compute(&out.logits, &y);
+        adam.backward_step_with(&loss, &out.gemm_grads);
     };
     for _ in 0..a.warmup {
         step();
@@ -154,9 +159,9 @@ pub fn run(a: ModelBenchArgs) -> Result<ExitCode> {
         "bench model: {} batch {} at {}x{}, f32, {} threads, device {}, {} timed steps after {} warm-up",
         a.arch, a.batch, a.input, a.input, a.torch_threads, a.device, a.steps, a.warmup
     );
-    let rust = parse(rust_cmd.output()?, "chestx (tch)")?;
     let arch = a.arch.to_ascii_lowercase();
-    let py_out = Command::new(&a.python)
+    let mut py_cmd = Command::new(&a.python);
+    py_cmd
         .arg(&a.script)
         .args(["--arch", &arch, "--device", &a.device])
         .args([
@@ -172,42 +177,35 @@ pub fn run(a: ModelBenchArgs) -> Result<ExitCode> {
             &a.warmup.to_string(),
             "--threads",
             &a.torch_threads.to_string(),
-        ])
-        .output()
-        .with_context(|| {
+        ]);
+    let (mut train, mut infer, mut rss) = (Rounds::new(), Rounds::new(), Rounds::new());
+    let mut gpu = Vec::new();
+    for _ in 0..a.rounds.max(1) {
+        let rust = parse(rust_cmd.output()?, "chestx (tch)")?;
+        let py_out = py_cmd.output().with_context(|| {
             format!(
                 "cannot run {} (make it with scripts/setup-venv.sh)",
                 a.python.display()
             )
         })?;
-    let py = parse(py_out, "PyTorch")?;
-    println!(
-        "{:<22} {:>14} {:>14} {:>8}",
-        "", "chestx (tch)", "PyTorch", "ratio"
-    );
-    println!(
-        "{:<22} {:>14.2} {:>14.2} {:>7.2}x",
-        "train step img/s",
-        rust.train_images_per_s,
-        py.train_images_per_s,
-        rust.train_images_per_s / py.train_images_per_s
-    );
-    println!(
-        "{:<22} {:>14.2} {:>14.2} {:>7.2}x",
-        "inference img/s",
-        rust.infer_images_per_s,
-        py.infer_images_per_s,
-        rust.infer_images_per_s / py.infer_images_per_s
-    );
-    println!(
-        "{:<22} {:>14.0} {:>14.0} {:>7.2}x",
-        "peak RSS MB",
-        rust.peak_rss_mb,
-        py.peak_rss_mb,
-        rust.peak_rss_mb / py.peak_rss_mb
-    );
-    if let Some(g) = py.peak_gpu_mb {
-        println!("{:<22} {:>14} {:>14.0}", "peak GPU MB (torch)", "-", g);
+        let py = parse(py_out, "PyTorch")?;
+        for (r, ours, theirs) in [
+            (&mut train, rust.train_images_per_s, py.train_images_per_s),
+            (&mut infer, rust.infer_images_per_s, py.infer_images_per_s),
+            (&mut rss, rust.peak_rss_mb, py.peak_rss_mb),
+        ] {
+            r.ours.push(ours);
+            r.theirs.push(theirs);
+        }
+        gpu.extend(py.peak_gpu_mb);
+    }
+    println!("{}", crate::bench::header(a.rounds.max(1)));
+    println!("{}", train.row("train step img/s", 2));
+    println!("{}", infer.row("inference img/s", 2));
+    println!("{}", rss.row("peak RSS MB", 0));
+    if !gpu.is_empty() {
+        let g = crate::bench::median(&gpu);
+        println!("{:<26} {:>14} {:>14.0}", "peak GPU MB (torch)", "-", g);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -225,6 +223,9 @@ pub struct TrainBenchArgs {
     input: i64,
     #[arg(long, default_value_t = 24)]
     steps: usize,
+    /// Alternating rounds of each side (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Intra-op threads and decode workers for both sides.
     #[arg(long = "torch-threads", default_value_t = 2)]
     torch_threads: i32,
@@ -232,6 +233,9 @@ pub struct TrainBenchArgs {
     python: PathBuf,
     #[arg(long, default_value = "benches/train_pytorch.py")]
     script: PathBuf,
+    /// Run only the chestx side and print its images/s.
+    #[arg(long, hide = true)]
+    rust_only: bool,
 }
 
 /// Decode + augment + resize + normalize (the chestx loader, prefetching) + a training step.
@@ -286,7 +290,8 @@ fn rust_train_side(a: &TrainBenchArgs, dir: &std::path::Path) -> Result<f64> {
                 continue; // drop_last, as the reference does
             }
             let (x, y) = chestx_train::batch_tensors(&b, a.input, &columns, Device::Cpu);
-            adam.backward_step(&Loss::Wcel.compute(&net.forward(&x, true).logits, &y));
+            let out = net.forward(&x, true);
+            adam.backward_step_with(&Loss::Wcel.compute(&out.logits, &y), &out.gemm_grads);
             done += 1;
             if done == warm {
                 t0 = Instant::now();
@@ -313,36 +318,31 @@ pub fn run_train_bench(a: TrainBenchArgs) -> Result<ExitCode> {
         "bench train: {} batch {} at {} px, PNGs from {}, {} threads (tch intra-op + decode workers), {} timed steps",
         a.arch, a.batch, a.input, dir.display(), a.torch_threads, a.steps
     );
-    let rust = rust_train_side(&a, &dir)?;
-    let v = crate::bench::python_reference(
-        &a.python,
-        &a.script,
-        &[
-            "--images".into(),
-            dir.display().to_string(),
-            "--arch".into(),
-            a.arch.to_ascii_lowercase(),
-            "--batch".into(),
-            a.batch.to_string(),
-            "--input".into(),
-            a.input.to_string(),
-            "--steps".into(),
-            a.steps.to_string(),
-            "--threads".into(),
-            a.torch_threads.to_string(),
-        ],
-    )?;
-    let py = v["train_images_per_s"].as_f64().unwrap_or(f64::NAN);
-    println!(
-        "{:<26} {:>14} {:>14} {:>8}",
-        "", "chestx (tch)", "PyTorch", "ratio"
-    );
-    println!(
-        "{:<26} {:>14.2} {:>14.2} {:>7.2}x",
-        "end-to-end train img/s",
-        rust,
-        py,
-        rust / py
-    );
+    let args: Vec<String> = [
+        ("--images", dir.display().to_string()),
+        ("--arch", a.arch.to_ascii_lowercase()),
+        ("--batch", a.batch.to_string()),
+        ("--input", a.input.to_string()),
+        ("--steps", a.steps.to_string()),
+        ("--threads", a.torch_threads.to_string()),
+    ]
+    .into_iter()
+    .flat_map(|(k, v)| [k.to_string(), v])
+    .collect();
+    let mut ips = Rounds::new();
+    if a.rust_only {
+        for _ in 0..a.rounds.max(1) {
+            println!("{:.3}", rust_train_side(&a, &dir)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    for _ in 0..a.rounds.max(1) {
+        ips.ours.push(rust_train_side(&a, &dir)?);
+        let v = crate::bench::python_reference(&a.python, &a.script, &args)?;
+        ips.theirs
+            .push(v["train_images_per_s"].as_f64().unwrap_or(f64::NAN));
+    }
+    println!("{}", crate::bench::header(a.rounds.max(1)));
+    println!("{}", ips.row("end-to-end train img/s", 2));
     Ok(ExitCode::SUCCESS)
 }
