@@ -8,8 +8,8 @@
 //! input and output ([`GemmWeightGrad`]); the optimizer asks autograd for the output's gradient g in
 //! place of the weight's and the bias's (libtorch forms a bias gradient only together with the
 //! weight's, so both must be taken over for oneDNN's kernel never to run), and forms
-//! `dW = gᵀ · unfold(x)` and `db = Σ g` here. On larger maps oneDNN wins (16×16: 582 vs 597 ms), so this is used
-//! only on a CPU, in training, for maps of at most [`MAX_CELLS`] cells.
+//! `dW = gᵀ · unfold(x)` and `db = Σ g` here. On larger maps oneDNN wins (16×16: 582 vs 597 ms),
+//! so this is used only on a CPU, in training, for maps of at most [`MAX_CELLS`] cells.
 
 use tch::{Device, Tensor};
 
@@ -73,15 +73,11 @@ impl GemmWeightGrad {
         }
     }
 
-    /// `dL/dW` from `dL/d(output)`, laid out like the weight (channels-last weights get a
-    /// channels-last gradient, so the optimizer reads it without a copy).
-    pub fn weight_grad(&self, grad_output: &Tensor) -> Tensor {
-        self.weight_grad_into(grad_output, &mut None)
-    }
-
-    /// [`GemmWeightGrad::weight_grad`], written into `buffer`: the `[K, kh·kw·C]` product matrix,
-    /// made on first use and kept by the caller between steps (a fresh 75 MB output costs page
-    /// faults and zeroing: measured here ~20 ms of a ~120 ms product). The result is a view of it.
+    /// `dL/dW` from `dL/d(output)`, laid out like the weight, written into `buffer`: the
+    /// `[K, kh·kw·C]` product matrix, made on first use and kept by the caller between steps (a
+    /// fresh 75 MB output costs page faults and zeroing: measured here ~20 ms of a ~120 ms
+    /// product). A channels-last weight's gradient is a view of the buffer, so the optimizer reads
+    /// it without a copy.
     pub fn weight_grad_into(&self, grad_output: &Tensor, buffer: &mut Option<Tensor>) -> Tensor {
         tch::no_grad(|| {
             let (k_out, c_in, kh, kw) = self.weight.size4().expect("4-D weight");
@@ -118,14 +114,10 @@ impl GemmWeightGrad {
                 }
                 start += len;
             }
-            let dw = dw.view([k_out, kh, kw, c_in]).permute([0, 3, 1, 2]);
-            if same_layout(&dw, &self.weight) {
-                dw
-            } else {
-                let mut same = self.weight.empty_like();
-                same.copy_(&dw);
-                same
-            }
+            laid_like(
+                &dw.view([k_out, kh, kw, c_in]).permute([0, 3, 1, 2]),
+                &self.weight,
+            )
         })
     }
 
@@ -150,4 +142,16 @@ impl GemmWeightGrad {
 pub fn same_layout(a: &Tensor, b: &Tensor) -> bool {
     let (size, sa, sb) = (a.size(), a.stride(), b.stride());
     size == b.size() && (0..size.len()).all(|d| size[d] == 1 || sa[d] == sb[d])
+}
+
+/// `t` itself when it already has `like`'s layout and kind, else a copy laid out like `like`
+/// (`empty_like` keeps a dense tensor's strides).
+pub fn laid_like(t: &Tensor, like: &Tensor) -> Tensor {
+    if same_layout(t, like) && t.kind() == like.kind() {
+        t.shallow_clone()
+    } else {
+        let mut copy = like.empty_like();
+        copy.copy_(t);
+        copy
+    }
 }

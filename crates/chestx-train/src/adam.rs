@@ -17,7 +17,7 @@
 //! forward pass may name convolutions whose gradients are cheaper formed here than by autograd
 //! ([`Adam::backward_step_with`], [`chestx_model::gemm_grad`]).
 
-use chestx_model::gemm_grad::{same_layout, GemmWeightGrad, Part};
+use chestx_model::gemm_grad::{laid_like, GemmWeightGrad, Part};
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
 
@@ -171,14 +171,8 @@ impl Adam {
                 if !g.defined() {
                     continue;
                 }
-                let g = if same_layout(g, p) && g.kind() == p.kind() {
-                    g.shallow_clone()
-                } else {
-                    // Re-laid in p's memory order (`empty_like` keeps a dense tensor's strides).
-                    let mut same = p.empty_like();
-                    same.copy_(g);
-                    same
-                };
+                // Gradients in another memory order are re-laid in their parameter's.
+                let g = laid_like(g, p);
                 let (m, v) = (&self.m[name], &self.v[name]);
                 slots.push(fused::Slot::new(p, m, v, &g));
                 alive.push(g);

@@ -66,19 +66,13 @@ pub fn python_reference(
 /// Side-by-side figures from alternating rounds (ours, theirs, ours, theirs, ...): on a shared or
 /// throttled machine one round of each can differ by ±10% from the next, so each side reports its
 /// median and the ratio's spread across rounds is printed with it.
+#[derive(Default)]
 pub struct Rounds {
     pub ours: Vec<f64>,
     pub theirs: Vec<f64>,
 }
 
 impl Rounds {
-    pub fn new() -> Rounds {
-        Rounds {
-            ours: Vec::new(),
-            theirs: Vec::new(),
-        }
-    }
-
     /// One table row: each side's median, the ratio of medians, and the per-round ratios' range.
     pub fn row(&self, label: &str, decimals: usize) -> String {
         let (a, b) = (median(&self.ours), median(&self.theirs));

@@ -159,36 +159,27 @@ pub fn run(a: ModelBenchArgs) -> Result<ExitCode> {
         "bench model: {} batch {} at {}x{}, f32, {} threads, device {}, {} timed steps after {} warm-up",
         a.arch, a.batch, a.input, a.input, a.torch_threads, a.device, a.steps, a.warmup
     );
-    let arch = a.arch.to_ascii_lowercase();
-    let mut py_cmd = Command::new(&a.python);
-    py_cmd
-        .arg(&a.script)
-        .args(["--arch", &arch, "--device", &a.device])
-        .args([
-            "--batch",
-            &a.batch.to_string(),
-            "--input",
-            &a.input.to_string(),
-            "--steps",
-            &a.steps.to_string(),
-        ])
-        .args([
-            "--warmup",
-            &a.warmup.to_string(),
-            "--threads",
-            &a.torch_threads.to_string(),
-        ]);
-    let (mut train, mut infer, mut rss) = (Rounds::new(), Rounds::new(), Rounds::new());
+    let py_args: Vec<String> = [
+        ("--arch", a.arch.to_ascii_lowercase()),
+        ("--device", a.device.clone()),
+        ("--batch", a.batch.to_string()),
+        ("--input", a.input.to_string()),
+        ("--steps", a.steps.to_string()),
+        ("--warmup", a.warmup.to_string()),
+        ("--threads", a.torch_threads.to_string()),
+    ]
+    .into_iter()
+    .flat_map(|(k, v)| [k.to_string(), v])
+    .collect();
+    let rounds = a.rounds.max(1);
+    let (mut train, mut infer, mut rss) = (Rounds::default(), Rounds::default(), Rounds::default());
     let mut gpu = Vec::new();
-    for _ in 0..a.rounds.max(1) {
+    for _ in 0..rounds {
         let rust = parse(rust_cmd.output()?, "chestx (tch)")?;
-        let py_out = py_cmd.output().with_context(|| {
-            format!(
-                "cannot run {} (make it with scripts/setup-venv.sh)",
-                a.python.display()
-            )
-        })?;
-        let py = parse(py_out, "PyTorch")?;
+        let py: Side = serde_json::from_value(crate::bench::python_reference(
+            &a.python, &a.script, &py_args,
+        )?)
+        .context("PyTorch side: unexpected result line")?;
         for (r, ours, theirs) in [
             (&mut train, rust.train_images_per_s, py.train_images_per_s),
             (&mut infer, rust.infer_images_per_s, py.infer_images_per_s),
@@ -199,7 +190,7 @@ pub fn run(a: ModelBenchArgs) -> Result<ExitCode> {
         }
         gpu.extend(py.peak_gpu_mb);
     }
-    println!("{}", crate::bench::header(a.rounds.max(1)));
+    println!("{}", crate::bench::header(rounds));
     println!("{}", train.row("train step img/s", 2));
     println!("{}", infer.row("inference img/s", 2));
     println!("{}", rss.row("peak RSS MB", 0));
@@ -329,20 +320,21 @@ pub fn run_train_bench(a: TrainBenchArgs) -> Result<ExitCode> {
     .into_iter()
     .flat_map(|(k, v)| [k.to_string(), v])
     .collect();
-    let mut ips = Rounds::new();
+    let rounds = a.rounds.max(1);
     if a.rust_only {
-        for _ in 0..a.rounds.max(1) {
+        for _ in 0..rounds {
             println!("{:.3}", rust_train_side(&a, &dir)?);
         }
         return Ok(ExitCode::SUCCESS);
     }
-    for _ in 0..a.rounds.max(1) {
+    let mut ips = Rounds::default();
+    for _ in 0..rounds {
         ips.ours.push(rust_train_side(&a, &dir)?);
         let v = crate::bench::python_reference(&a.python, &a.script, &args)?;
         ips.theirs
             .push(v["train_images_per_s"].as_f64().unwrap_or(f64::NAN));
     }
-    println!("{}", crate::bench::header(a.rounds.max(1)));
+    println!("{}", crate::bench::header(rounds));
     println!("{}", ips.row("end-to-end train img/s", 2));
     Ok(ExitCode::SUCCESS)
 }
