@@ -6,15 +6,16 @@
 //! images, datasets) and downstream (AUC, boxes) is pure Rust.
 
 pub mod backbone;
-pub mod gemm_grad;
 pub mod import;
 pub mod loss;
+pub mod manual_conv;
 pub mod net;
 pub mod pool;
+pub mod winograd;
 
 pub use backbone::Arch;
-pub use gemm_grad::GemmWeightGrad;
 pub use loss::Loss;
+pub use manual_conv::ManualConv;
 pub use net::{ChestNet, Forward, ModelConfig};
 pub use pool::Pooling;
 

@@ -2,7 +2,7 @@
 //! global pooling → prediction layer (D×C) → one logit per finding.
 
 use crate::backbone::{self, Arch};
-use crate::gemm_grad::GemmWeightGrad;
+use crate::manual_conv::{self, ManualConv, WinogradWeights};
 use crate::pool::Pooling;
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
@@ -61,9 +61,11 @@ pub struct Forward {
     pub logits: Tensor,
     /// `[B, D, S, S]` transition-layer activations, for CAM.
     pub transition: Tensor,
-    /// Weight gradients the optimizer should form itself (the transition layer's on a CPU over
-    /// small maps, see [`crate::gemm_grad`]); empty when autograd's kernels are the faster ones.
-    pub gemm_grads: Vec<GemmWeightGrad>,
+    /// In training, convolutions whose gradients the optimizer must form itself (the transition
+    /// layer on a CPU, see [`crate::manual_conv`]): pass them to `Adam::backward_step_with`, or the
+    /// layers they name (and, for a Winograd one, everything before it) get no gradient. Empty when
+    /// autograd's kernels are the faster ones.
+    pub manual: Vec<ManualConv>,
 }
 
 #[derive(Debug)]
@@ -72,6 +74,10 @@ pub struct ChestNet {
     backbone: backbone::Stages,
     transition: nn::Conv2D,
     prediction: nn::Linear,
+    /// The transition kernel in the Winograd domain, reused between CPU passes.
+    winograd: WinogradWeights,
+    /// Whether the transition layer may use this crate's CPU kernels ([`crate::manual_conv`]).
+    manual_kernels: bool,
 }
 
 impl ChestNet {
@@ -107,7 +113,15 @@ impl ChestNet {
             backbone,
             transition,
             prediction,
+            winograd: WinogradWeights::default(),
+            manual_kernels: true,
         }
+    }
+
+    /// Use libtorch's kernels (and autograd) for every layer, never [`crate::manual_conv`]'s: for
+    /// comparisons against the plain computation.
+    pub fn set_manual_kernels(&mut self, on: bool) {
+        self.manual_kernels = on;
     }
 
     /// Logits from a backbone feature map: transition, pooling, prediction.
@@ -118,23 +132,38 @@ impl ChestNet {
             .apply(&self.prediction)
     }
 
+    /// In training (`train`), the caller must hand [`Forward::manual`] to the optimizer.
     pub fn forward(&self, images: &Tensor, train: bool) -> Forward {
         let features = self.backbone.forward_t(images, train);
-        let transition = features.apply(&self.transition);
+        let (transition, manual) = self.transition_map(&features, train);
         let pooled = self.config.pooling.apply(&transition);
-        let gemm_grads = train
-            .then(|| {
-                let t = &self.transition;
-                GemmWeightGrad::when_it_pays(&t.ws, t.bs.as_ref(), &features, &transition)
-            })
-            .flatten()
-            .into_iter()
-            .collect();
         Forward {
             logits: pooled.apply(&self.prediction),
             transition,
-            gemm_grads,
+            manual,
         }
+    }
+
+    /// The transition layer. On a CPU, by Winograd where that pays (in training, or whenever no
+    /// gradient is wanted); else libtorch's kernel, with its weight gradient by GEMM in training
+    /// on small maps.
+    fn transition_map(&self, features: &Tensor, train: bool) -> (Tensor, Vec<ManualConv>) {
+        let t = &self.transition;
+        if !self.manual_kernels {
+            return (features.apply(t), Vec::new());
+        }
+        if self.config.transition_kernel == 3 && (train || !manual_conv::grad_mode()) {
+            if let Some((y, manual)) =
+                ManualConv::winograd(&t.ws, t.bs.as_ref(), features, &self.winograd)
+            {
+                return (y, manual.into_iter().collect());
+            }
+        }
+        let y = features.apply(t);
+        let manual = train
+            .then(|| ManualConv::gemm_weight_grad(&t.ws, t.bs.as_ref(), features, &y))
+            .flatten();
+        (y, manual.into_iter().collect())
     }
 
     /// Where heatmap cells sit on the input (the transition conv keeps centres: odd kernel, same padding).

@@ -15,9 +15,9 @@
 //! into zeroed `.grad` buffers, which costs a zeroing and an accumulating pass over every parameter
 //! (what PyTorch's `zero_grad(set_to_none=True)` avoids; 15% of a CPU ResNet-50 step here). The
 //! forward pass may name convolutions whose gradients are cheaper formed here than by autograd
-//! ([`Adam::backward_step_with`], [`chestx_model::gemm_grad`]).
+//! ([`Adam::backward_step_with`], [`chestx_model::manual_conv`]).
 
-use chestx_model::gemm_grad::{laid_like, GemmWeightGrad, Part};
+use chestx_model::manual_conv::{laid_like, ManualConv, Part};
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
 
@@ -101,15 +101,18 @@ impl Adam {
         self.backward_step_with(loss, &[]);
     }
 
-    /// [`Adam::backward_step`], with the gradients of the convolutions in `gemm` (from the forward
-    /// pass) formed by their GEMM instead of autograd's kernel: autograd is asked for each one's
-    /// output gradient in place of its weight's and bias's.
-    pub fn backward_step_with(&mut self, loss: &Tensor, gemm: &[GemmWeightGrad]) {
-        let by_gemm: Vec<Option<(usize, Part)>> = self
+    /// [`Adam::backward_step`], with the gradients of the convolutions in `manual` (from the
+    /// forward pass) formed by their own kernels instead of autograd's: autograd is asked for each
+    /// one's output gradient in place of its weight's and bias's. A convolution that ran outside
+    /// autograd also forms its input's gradient, and a second backward pass carries that on to the
+    /// layers before it.
+    pub fn backward_step_with(&mut self, loss: &Tensor, manual: &[ManualConv]) {
+        let by_manual: Vec<Option<(usize, Part)>> = self
             .params
             .iter()
             .map(|(_, p)| {
-                gemm.iter()
+                manual
+                    .iter()
                     .enumerate()
                     .find_map(|(j, d)| Some((j, d.part_of(p)?)))
             })
@@ -117,24 +120,45 @@ impl Adam {
         let mut inputs: Vec<&Tensor> = self
             .params
             .iter()
-            .zip(&by_gemm)
+            .zip(&by_manual)
             .filter(|(_, d)| d.is_none())
             .map(|((_, p), _)| p)
             .collect();
         let own = inputs.len();
-        inputs.extend(gemm.iter().map(GemmWeightGrad::output));
+        inputs.extend(manual.iter().map(ManualConv::output));
         // Fresh gradients, undefined for parameters the loss does not reach.
         let mut raw = Tensor::run_backward(&[loss], &inputs, false, false);
         let outputs = raw.split_off(own);
+        // Convolutions outside the graph hand their input gradients back: backpropagating
+        // Σ ⟨input, dL/d(input)⟩ (the gradient held constant) reaches the earlier layers with
+        // exactly those gradients.
+        let handed_back: Vec<Tensor> = manual
+            .iter()
+            .zip(&outputs)
+            .filter(|(_, g)| g.defined())
+            .filter_map(|(m, g)| Some((m.input() * m.input_grad(g)?).sum(Kind::Float)))
+            .collect();
+        let missing: Vec<usize> = (0..own).filter(|&i| !raw[i].defined()).collect();
+        if !handed_back.is_empty() && !missing.is_empty() {
+            let surrogate = handed_back
+                .iter()
+                .skip(1)
+                .fold(handed_back[0].shallow_clone(), |acc, t| acc + t);
+            let targets: Vec<&Tensor> = missing.iter().map(|&i| inputs[i]).collect();
+            let more = Tensor::run_backward(&[&surrogate], &targets, false, false);
+            for (i, g) in missing.into_iter().zip(more) {
+                raw[i] = g;
+            }
+        }
         let mut own = raw.into_iter();
         self.gemm_buffers.resize_with(self.params.len(), || None);
-        let grads: Vec<Tensor> = by_gemm
+        let grads: Vec<Tensor> = by_manual
             .iter()
             .enumerate()
             .map(|(i, d)| match *d {
                 None => own.next().expect("one gradient per input"),
                 Some((j, part)) if outputs[j].defined() => {
-                    gemm[j].grad(part, &outputs[j], &mut self.gemm_buffers[i])
+                    manual[j].grad(part, &outputs[j], &mut self.gemm_buffers[i])
                 }
                 Some(_) => Tensor::new(),
             })
@@ -221,7 +245,7 @@ impl Adam {
 /// (each a dense block of `n` floats), so element i of one is element i of the others whatever the
 /// logical layout (channels-last convolution weights included).
 mod fused {
-    use chestx_model::gemm_grad::same_layout;
+    use chestx_model::manual_conv::same_layout;
     use tch::{Kind, Tensor};
 
     pub struct Coefficients {

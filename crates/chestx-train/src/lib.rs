@@ -410,7 +410,7 @@ pub fn train(
                 let progress = (state.global_step as f64 / total).min(1.0);
                 adam.lr = cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
             }
-            adam.backward_step_with(&loss, &out.gemm_grads);
+            adam.backward_step_with(&loss, &out.manual);
             loss_sum += value * b.n as f64;
             seen += b.n;
             state.batch = b.index + 1;

@@ -86,7 +86,7 @@ fn rust_side(a: &ModelBenchArgs) -> Result<Side> {
     let mut step = || {
         let out = net.forward(&x, true);
         let loss = Loss::Wcel.compute(&out.logits, &y);
-        adam.backward_step_with(&loss, &out.gemm_grads);
+        adam.backward_step_with(&loss, &out.manual);
     };
     for _ in 0..a.warmup {
         step();
@@ -282,7 +282,7 @@ fn rust_train_side(a: &TrainBenchArgs, dir: &std::path::Path) -> Result<f64> {
             }
             let (x, y) = chestx_train::batch_tensors(&b, a.input, &columns, Device::Cpu);
             let out = net.forward(&x, true);
-            adam.backward_step_with(&Loss::Wcel.compute(&out.logits, &y), &out.gemm_grads);
+            adam.backward_step_with(&Loss::Wcel.compute(&out.logits, &y), &out.manual);
             done += 1;
             if done == warm {
                 t0 = Instant::now();

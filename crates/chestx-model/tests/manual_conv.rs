@@ -1,8 +1,8 @@
-//! The transition layer's weight (and bias) gradient formed as a GEMM ([`GemmWeightGrad`]) against autograd's
+//! The transition layer's weight (and bias) gradient formed as a GEMM ([`ManualConv`]) against autograd's
 //! own, for the layouts, kernels and batch sizes it meets, and when it is (not) used.
 
-use chestx_model::gemm_grad::{same_layout, Part, MAX_CELLS};
-use chestx_model::{Arch, ChestNet, GemmWeightGrad, ModelConfig};
+use chestx_model::manual_conv::{same_layout, Part, MAX_CELLS};
+use chestx_model::{Arch, ChestNet, ManualConv, ModelConfig};
 use tch::{Device, Kind, Tensor};
 
 fn rel_diff(a: &Tensor, b: &Tensor) -> f64 {
@@ -32,7 +32,7 @@ fn both(
     let w = w.set_requires_grad(true);
     let b = Tensor::randn([k], opts).set_requires_grad(true);
     let y = x.conv2d(&w, Some(&b), [1, 1], [kernel / 2, kernel / 2], [1, 1], 1);
-    let d = GemmWeightGrad::when_it_pays(&w, Some(&b), &x, &y).expect("a small CPU map qualifies");
+    let d = ManualConv::gemm_weight_grad(&w, Some(&b), &x, &y).expect("a small CPU map qualifies");
     assert_eq!(d.part_of(&w), Some(Part::Weight));
     assert_eq!(d.part_of(&b), Some(Part::Bias));
     assert_eq!(d.part_of(&x), None);
@@ -84,14 +84,14 @@ fn used_only_in_training_on_small_maps() {
     let conv = |x: &Tensor| x.conv2d(&w, None::<Tensor>, [1, 1], [1, 1], [1, 1], 1);
     let small = Tensor::randn([1, 3, 14, 14], opts);
     assert_eq!(14 * 14, MAX_CELLS);
-    assert!(GemmWeightGrad::when_it_pays(&w, None, &small, &conv(&small)).is_some());
+    assert!(ManualConv::gemm_weight_grad(&w, None, &small, &conv(&small)).is_some());
     let big = Tensor::randn([1, 3, 15, 15], opts);
-    assert!(GemmWeightGrad::when_it_pays(&w, None, &big, &conv(&big)).is_none());
+    assert!(ManualConv::gemm_weight_grad(&w, None, &big, &conv(&big)).is_none());
     let y = tch::no_grad(|| conv(&small));
-    assert!(GemmWeightGrad::when_it_pays(&w, None, &small, &y).is_none());
+    assert!(ManualConv::gemm_weight_grad(&w, None, &small, &y).is_none());
     // A strided output is not "same" padding.
     let y = small.conv2d(&w, None::<Tensor>, [2, 2], [1, 1], [1, 1], 1);
-    assert!(GemmWeightGrad::when_it_pays(&w, None, &small, &y).is_none());
+    assert!(ManualConv::gemm_weight_grad(&w, None, &small, &y).is_none());
 
     // ChestNet hands over its transition layer in training only.
     let vs = tch::nn::VarStore::new(Device::Cpu);
@@ -101,13 +101,11 @@ fn used_only_in_training_on_small_maps() {
     let net = ChestNet::new(&vs.root(), cfg);
     let x = Tensor::randn([2, 3, 64, 64], opts);
     let out = net.forward(&x, true);
-    assert_eq!(out.gemm_grads.len(), 1);
+    assert_eq!(out.manual.len(), 1);
     let vars = vs.variables();
-    let part = |name: &str| out.gemm_grads[0].part_of(&vars[name]);
+    let part = |name: &str| out.manual[0].part_of(&vars[name]);
     assert_eq!(part("transition.weight"), Some(Part::Weight));
     assert_eq!(part("transition.bias"), Some(Part::Bias));
     assert_eq!(part("prediction.weight"), None);
-    assert!(tch::no_grad(|| net.forward(&x, false))
-        .gemm_grads
-        .is_empty());
+    assert!(tch::no_grad(|| net.forward(&x, false)).manual.is_empty());
 }
