@@ -146,34 +146,24 @@ impl Tiles {
 /// `V = Bᵀ d B` of every 4×4 input tile (zero outside the map): `[16, P, C]`.
 fn input_tiles(x: &Tensor, tiles: Tiles, c: usize) -> Tensor {
     let p_count = tiles.count();
-    let v = Tensor::empty(
-        [POS as i64, p_count as i64, c as i64],
-        (Kind::Float, Device::Cpu),
-    );
+    let v = tile_matrix(p_count, c);
     let (src, dst) = (Shared::of(x), Shared::of(&v));
-    parallel(c.div_ceil(BLOCK), |b_lo, b_hi| {
-        for p in 0..p_count {
-            let (img, y0, x0) = tiles.origin(p);
-            for c0 in (b_lo * BLOCK..(b_hi * BLOCK).min(c)).step_by(BLOCK) {
-                let len = BLOCK.min(c - c0);
-                let mut d = [[0f32; BLOCK]; POS];
-                for (pos, row) in d.iter_mut().enumerate() {
-                    let (yy, xx) = (
-                        y0 as isize + (pos / 4) as isize - 1,
-                        x0 as isize + (pos % 4) as isize - 1,
-                    );
-                    if let Some(off) = tiles.at(img, yy, xx, c) {
-                        // SAFETY: a pixel of x's NHWC block, channels [c0, c0 + len).
-                        row[..len].copy_from_slice(unsafe { src.get(off + c0, len) });
-                    }
-                }
-                let t = input_tile(&d);
-                for (pos, row) in t.iter().enumerate() {
-                    // SAFETY: inside v; this thread alone writes channels [c0, c0 + len).
-                    unsafe { dst.get_mut((pos * p_count + p) * c + c0, len) }
-                        .copy_from_slice(&row[..len]);
-                }
+    tile_blocks(tiles, c, |p, (img, y0, x0), c0, len| {
+        let mut d = [[0f32; BLOCK]; POS];
+        for (pos, row) in d.iter_mut().enumerate() {
+            let (yy, xx) = (
+                y0 as isize + (pos / 4) as isize - 1,
+                x0 as isize + (pos % 4) as isize - 1,
+            );
+            if let Some(off) = tiles.at(img, yy, xx, c) {
+                // SAFETY: a pixel of x's NHWC block, channels [c0, c0 + len).
+                row[..len].copy_from_slice(unsafe { src.get(off + c0, len) });
             }
+        }
+        let t = input_tile(&d);
+        for (pos, row) in t.iter().enumerate() {
+            // SAFETY: inside v; this thread alone writes channels [c0, c0 + len).
+            unsafe { dst.get_mut((pos * p_count + p) * c + c0, len) }.copy_from_slice(&row[..len]);
         }
     });
     v
@@ -185,33 +175,26 @@ fn output_from_tiles(m: &Tensor, bias: Option<&Tensor>, y: &Tensor, tiles: Tiles
     let m = m.contiguous();
     let (src, dst) = (Shared::of(&m), Shared::of(y));
     let bias = bias.map(Shared::of);
-    parallel(k.div_ceil(BLOCK), |b_lo, b_hi| {
-        for p in 0..p_count {
-            let (img, y0, x0) = tiles.origin(p);
-            for k0 in (b_lo * BLOCK..(b_hi * BLOCK).min(k)).step_by(BLOCK) {
-                let len = BLOCK.min(k - k0);
-                let mut t = [[0f32; BLOCK]; POS];
-                for (pos, row) in t.iter_mut().enumerate() {
-                    // SAFETY: inside m's [16, P, K] block.
-                    row[..len]
-                        .copy_from_slice(unsafe { src.get((pos * p_count + p) * k + k0, len) });
-                }
-                let mut out = output_tile(&t);
-                if let Some(b) = &bias {
-                    // SAFETY: bias holds K values.
-                    let b = unsafe { b.get(k0, len) };
-                    for row in out.iter_mut() {
-                        row[..len].iter_mut().zip(b).for_each(|(o, b)| *o += b);
-                    }
-                }
-                for (pos, row) in out.iter().enumerate() {
-                    let (yy, xx) = ((y0 + pos / 2) as isize, (x0 + pos % 2) as isize);
-                    if let Some(off) = tiles.at(img, yy, xx, k) {
-                        // SAFETY: a pixel of y; tiles do not overlap in the output and this
-                        // thread alone writes channels [k0, k0 + len).
-                        unsafe { dst.get_mut(off + k0, len) }.copy_from_slice(&row[..len]);
-                    }
-                }
+    tile_blocks(tiles, k, |p, (img, y0, x0), k0, len| {
+        let mut t = [[0f32; BLOCK]; POS];
+        for (pos, row) in t.iter_mut().enumerate() {
+            // SAFETY: inside m's [16, P, K] block.
+            row[..len].copy_from_slice(unsafe { src.get((pos * p_count + p) * k + k0, len) });
+        }
+        let mut out = output_tile(&t);
+        if let Some(b) = &bias {
+            // SAFETY: bias holds K values.
+            let b = unsafe { b.get(k0, len) };
+            for row in out.iter_mut() {
+                row[..len].iter_mut().zip(b).for_each(|(o, b)| *o += b);
+            }
+        }
+        for (pos, row) in out.iter().enumerate() {
+            let (yy, xx) = ((y0 + pos / 2) as isize, (x0 + pos % 2) as isize);
+            if let Some(off) = tiles.at(img, yy, xx, k) {
+                // SAFETY: a pixel of y; tiles do not overlap in the output and this
+                // thread alone writes channels [k0, k0 + len).
+                unsafe { dst.get_mut(off + k0, len) }.copy_from_slice(&row[..len]);
             }
         }
     });
@@ -220,66 +203,72 @@ fn output_from_tiles(m: &Tensor, bias: Option<&Tensor>, y: &Tensor, tiles: Tiles
 /// `dM = A e Aᵀ` of every tile's 2×2 output gradient e (zero past the map): `[16, P, K]`.
 fn output_grad_tiles(g: &Tensor, tiles: Tiles, k: usize) -> Tensor {
     let p_count = tiles.count();
-    let dm = Tensor::empty(
-        [POS as i64, p_count as i64, k as i64],
-        (Kind::Float, Device::Cpu),
-    );
+    let dm = tile_matrix(p_count, k);
     let (src, dst) = (Shared::of(g), Shared::of(&dm));
-    parallel(k.div_ceil(BLOCK), |b_lo, b_hi| {
-        for p in 0..p_count {
-            let (img, y0, x0) = tiles.origin(p);
-            for k0 in (b_lo * BLOCK..(b_hi * BLOCK).min(k)).step_by(BLOCK) {
-                let len = BLOCK.min(k - k0);
-                let mut e = [[0f32; BLOCK]; 4];
-                for (pos, row) in e.iter_mut().enumerate() {
-                    let (yy, xx) = ((y0 + pos / 2) as isize, (x0 + pos % 2) as isize);
-                    if let Some(off) = tiles.at(img, yy, xx, k) {
-                        // SAFETY: a pixel of g, channels [k0, k0 + len).
-                        row[..len].copy_from_slice(unsafe { src.get(off + k0, len) });
-                    }
-                }
-                let t = output_grad_tile(&e);
-                for (pos, row) in t.iter().enumerate() {
-                    // SAFETY: inside dm; this thread alone writes channels [k0, k0 + len).
-                    unsafe { dst.get_mut((pos * p_count + p) * k + k0, len) }
-                        .copy_from_slice(&row[..len]);
-                }
+    tile_blocks(tiles, k, |p, (img, y0, x0), k0, len| {
+        let mut e = [[0f32; BLOCK]; 4];
+        for (pos, row) in e.iter_mut().enumerate() {
+            let (yy, xx) = ((y0 + pos / 2) as isize, (x0 + pos % 2) as isize);
+            if let Some(off) = tiles.at(img, yy, xx, k) {
+                // SAFETY: a pixel of g, channels [k0, k0 + len).
+                row[..len].copy_from_slice(unsafe { src.get(off + k0, len) });
             }
+        }
+        let t = output_grad_tile(&e);
+        for (pos, row) in t.iter().enumerate() {
+            // SAFETY: inside dm; this thread alone writes channels [k0, k0 + len).
+            unsafe { dst.get_mut((pos * p_count + p) * k + k0, len) }.copy_from_slice(&row[..len]);
         }
     });
     dm
 }
 
 /// `B dV Bᵀ` of every tile, added into `dx` `[N, H, W, C]` where the tile lies on the map
-/// (neighbouring tiles overlap by two rows or columns; threads split the channels, so no two
-/// write one element).
+/// (neighbouring tiles overlap by two rows or columns).
 fn scatter_input_tiles(dv: &Tensor, dx: &Tensor, tiles: Tiles, c: usize) {
     let p_count = tiles.count();
     let dv = dv.contiguous();
     let (src, dst) = (Shared::of(&dv), Shared::of(dx));
-    parallel(c.div_ceil(BLOCK), |b_lo, b_hi| {
-        for p in 0..p_count {
-            let (img, y0, x0) = tiles.origin(p);
-            for c0 in (b_lo * BLOCK..(b_hi * BLOCK).min(c)).step_by(BLOCK) {
-                let len = BLOCK.min(c - c0);
-                let mut v = [[0f32; BLOCK]; POS];
-                for (pos, row) in v.iter_mut().enumerate() {
-                    // SAFETY: inside dv's [16, P, C] block.
-                    row[..len]
-                        .copy_from_slice(unsafe { src.get((pos * p_count + p) * c + c0, len) });
-                }
-                let d = input_grad_tile(&v);
-                for (pos, row) in d.iter().enumerate() {
-                    let (yy, xx) = (
-                        y0 as isize + (pos / 4) as isize - 1,
-                        x0 as isize + (pos % 4) as isize - 1,
-                    );
-                    if let Some(off) = tiles.at(img, yy, xx, c) {
-                        // SAFETY: a pixel of dx; this thread alone touches channels [c0, c0 + len).
-                        let out = unsafe { dst.get_mut(off + c0, len) };
-                        out.iter_mut().zip(&row[..len]).for_each(|(o, v)| *o += v);
-                    }
-                }
+    tile_blocks(tiles, c, |p, (img, y0, x0), c0, len| {
+        let mut v = [[0f32; BLOCK]; POS];
+        for (pos, row) in v.iter_mut().enumerate() {
+            // SAFETY: inside dv's [16, P, C] block.
+            row[..len].copy_from_slice(unsafe { src.get((pos * p_count + p) * c + c0, len) });
+        }
+        let d = input_grad_tile(&v);
+        for (pos, row) in d.iter().enumerate() {
+            let (yy, xx) = (
+                y0 as isize + (pos / 4) as isize - 1,
+                x0 as isize + (pos % 4) as isize - 1,
+            );
+            if let Some(off) = tiles.at(img, yy, xx, c) {
+                // SAFETY: a pixel of dx; this thread alone touches channels [c0, c0 + len).
+                let out = unsafe { dst.get_mut(off + c0, len) };
+                out.iter_mut().zip(&row[..len]).for_each(|(o, v)| *o += v);
+            }
+        }
+    });
+}
+
+/// A `[16, P, ch]` matrix: per tile position, one row of `ch` channels per tile.
+fn tile_matrix(tiles: usize, ch: usize) -> Tensor {
+    let shape = [POS as i64, tiles as i64, ch as i64];
+    Tensor::empty(shape, (Kind::Float, Device::Cpu))
+}
+
+/// `f(tile, origin, first channel, channels)` for every tile and every block of `BLOCK` of the
+/// `ch` channels, the blocks split between the threads (a thread owns whole channel ranges, so
+/// tiles that overlap never have two threads writing one element).
+fn tile_blocks(
+    tiles: Tiles,
+    ch: usize,
+    f: impl Fn(usize, (usize, usize, usize), usize, usize) + Sync,
+) {
+    parallel(ch.div_ceil(BLOCK), |b_lo, b_hi| {
+        for p in 0..tiles.count() {
+            let origin = tiles.origin(p);
+            for c0 in (b_lo * BLOCK..(b_hi * BLOCK).min(ch)).step_by(BLOCK) {
+                f(p, origin, c0, BLOCK.min(ch - c0));
             }
         }
     });

@@ -102,15 +102,8 @@ fn later_steps_follow_adamw_in_double_precision() {
 /// step, as this tiny network's batch norms over 2×2 maps amplify any rounding in later ones).
 #[test]
 fn gemm_weight_gradient_trains_like_autograd() {
-    use chestx_model::{Arch, ChestNet, Loss, ModelConfig};
-    let build = || {
-        let vs = nn::VarStore::new(Device::Cpu);
-        let mut cfg = ModelConfig::new(Arch::Resnet18, vec!["a".into(), "b".into()]);
-        cfg.width = Some(8);
-        cfg.input_size = 64;
-        let net = ChestNet::new(&vs.root(), cfg);
-        (vs, net)
-    };
+    use chestx_model::Loss;
+    let build = || small_resnet18(8, 64, 1024);
     // One initial state and batch for both runs (copied, not re-seeded: tests share torch's RNG).
     let (vs0, _) = build();
     let x = Tensor::randn([4, 3, 64, 64], (Kind::Float, Device::Cpu));
@@ -150,19 +143,11 @@ fn gemm_weight_gradient_trains_like_autograd() {
 /// with libtorch's kernels and autograd throughout.
 #[test]
 fn winograd_transition_trains_like_autograd() {
-    use chestx_model::{Arch, ChestNet, Loss, ModelConfig};
-    let build = || {
-        let vs = nn::VarStore::new(Device::Cpu);
-        let mut cfg = ModelConfig::new(Arch::Resnet18, vec!["a".into(), "b".into()]);
-        // Width 16: at width 8, libtorch 2.11's own backward pass corrupts the heap on this CPU (the
-        // 8 → 16 channel 1×1 stride-2 downsample's weight gradient on a 56×56 channels-last map,
-        // oneDNN's jit_avx512_common_1x1 kernel; plain PyTorch crashes the same way).
-        cfg.width = Some(16);
-        cfg.input_size = 224;
-        cfg.transition_dim = 16;
-        let net = ChestNet::new(&vs.root(), cfg);
-        (vs, net)
-    };
+    use chestx_model::Loss;
+    // Width 16: at width 8, libtorch 2.11's own backward pass corrupts the heap on this CPU (the
+    // 8 → 16 channel 1×1 stride-2 downsample's weight gradient on a 56×56 channels-last map,
+    // oneDNN's jit_avx512_common_1x1 kernel; plain PyTorch crashes the same way).
+    let build = || small_resnet18(16, 224, 16);
     let (vs0, _) = build();
     let x = Tensor::randn([8, 3, 224, 224], (Kind::Float, Device::Cpu));
     let y = Tensor::from_slice(&[1f32, 0., 0., 1., 1., 1., 0., 0.])
@@ -206,4 +191,16 @@ fn winograd_transition_trains_like_autograd() {
         let moved = (now - &vs0.variables()[name]).abs().max().double_value(&[]);
         assert!(moved > 1e-6, "{name} did not move ({moved})");
     }
+}
+
+/// A ResNet-18 of first-stage `width` at `input` px with a `dim`-channel transition layer, two classes.
+fn small_resnet18(width: i64, input: i64, dim: i64) -> (nn::VarStore, chestx_model::ChestNet) {
+    use chestx_model::{Arch, ChestNet, ModelConfig};
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut cfg = ModelConfig::new(Arch::Resnet18, vec!["a".into(), "b".into()]);
+    cfg.width = Some(width);
+    cfg.input_size = input;
+    cfg.transition_dim = dim;
+    let net = ChestNet::new(&vs.root(), cfg);
+    (vs, net)
 }
