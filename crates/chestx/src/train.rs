@@ -191,6 +191,17 @@ pub fn run_train(a: TrainArgs) -> Result<ExitCode> {
         if a.width.is_some() && arch != Arch::Resnet18 {
             bail!("--width applies to resnet18 only");
         }
+        if a.width.is_some_and(|w| w <= 8) && a.input >= 192 && !device.is_cuda() {
+            // Found here: plain PyTorch crashes the same way (channels-last weight gradient of a
+            // 1×1 stride-2 convolution to ≤ 16 channels on a map of 48 px or more).
+            bail!(
+                "--width {} at --input {} is refused on a CPU: libtorch 2.11's backward pass corrupts \
+                 memory there (oneDNN's weight gradient for layer2's 1x1 stride-2 downsample); use \
+                 --width 16 or more, or --input below 192",
+                a.width.unwrap_or_default(),
+                a.input
+            );
+        }
         if ![8, 16, 32].contains(&a.output_stride) {
             bail!("--output-stride is 8, 16 or 32");
         }

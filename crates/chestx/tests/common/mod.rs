@@ -5,6 +5,7 @@ use std::process::Command;
 
 /// `$CHESTX_DATA`, else `../shared/data` beside the checkout, if it holds `probe`; `None` (with a
 /// SKIP message) when absent.
+#[allow(dead_code)] // not every test binary reads the real data
 pub fn data_dir(probe: &str) -> Option<PathBuf> {
     let p = std::env::var_os("CHESTX_DATA")
         .map(PathBuf::from)
