@@ -231,7 +231,7 @@ const MAX_TRANSFORMED: i64 = 1 << 27;
 /// Measured here (2 threads, 2048 → 1024 channels): batch 8 at 7×7 (saves 1480 products per
 /// channel pair) and 16×16 win; one 7×7 map (185) loses.
 pub fn winograd_pays(n: i64, c: i64, h: i64, w: i64) -> bool {
-    let tiles = n * ((h + 1) / 2) * ((w + 1) / 2);
+    let tiles = crate::winograd::tile_count(n, h, w);
     9 * n * h * w - 16 * tiles >= 1024 && 16 * tiles * c <= MAX_TRANSFORMED
 }
 

@@ -103,6 +103,11 @@ pub fn conv3x3_input_grad(grad_output: &Tensor, u: &Tensor) -> Tensor {
     })
 }
 
+/// How many 2×2 output tiles cover `n` maps of `h × w` (odd sides round up).
+pub fn tile_count(n: i64, h: i64, w: i64) -> i64 {
+    Tiles::new(n, h, w).count() as i64
+}
+
 /// 2×2 output tiles over `n` maps of `h × w`; tile p = (image, row, column) in that order.
 #[derive(Clone, Copy)]
 struct Tiles {

@@ -115,6 +115,14 @@ pub fn header(rounds: usize) -> String {
     )
 }
 
+/// `--flag value` pairs as one argument list (for the Python references).
+pub fn flag_args(pairs: &[(&str, String)]) -> Vec<String> {
+    pairs
+        .iter()
+        .flat_map(|(k, v)| [k.to_string(), v.clone()])
+        .collect()
+}
+
 pub fn data_dir() -> PathBuf {
     std::env::var_os("CHESTX_DATA")
         .map(PathBuf::from)

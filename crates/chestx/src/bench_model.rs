@@ -159,7 +159,7 @@ pub fn run(a: ModelBenchArgs) -> Result<ExitCode> {
         "bench model: {} batch {} at {}x{}, f32, {} threads, device {}, {} timed steps after {} warm-up",
         a.arch, a.batch, a.input, a.input, a.torch_threads, a.device, a.steps, a.warmup
     );
-    let py_args: Vec<String> = [
+    let py_args = crate::bench::flag_args(&[
         ("--arch", a.arch.to_ascii_lowercase()),
         ("--device", a.device.clone()),
         ("--batch", a.batch.to_string()),
@@ -167,10 +167,7 @@ pub fn run(a: ModelBenchArgs) -> Result<ExitCode> {
         ("--steps", a.steps.to_string()),
         ("--warmup", a.warmup.to_string()),
         ("--threads", a.torch_threads.to_string()),
-    ]
-    .into_iter()
-    .flat_map(|(k, v)| [k.to_string(), v])
-    .collect();
+    ]);
     let rounds = a.rounds.max(1);
     let (mut train, mut infer, mut rss) = (Rounds::default(), Rounds::default(), Rounds::default());
     let mut gpu = Vec::new();
@@ -309,17 +306,14 @@ pub fn run_train_bench(a: TrainBenchArgs) -> Result<ExitCode> {
         "bench train: {} batch {} at {} px, PNGs from {}, {} threads (tch intra-op + decode workers), {} timed steps",
         a.arch, a.batch, a.input, dir.display(), a.torch_threads, a.steps
     );
-    let args: Vec<String> = [
+    let args = crate::bench::flag_args(&[
         ("--images", dir.display().to_string()),
         ("--arch", a.arch.to_ascii_lowercase()),
         ("--batch", a.batch.to_string()),
         ("--input", a.input.to_string()),
         ("--steps", a.steps.to_string()),
         ("--threads", a.torch_threads.to_string()),
-    ]
-    .into_iter()
-    .flat_map(|(k, v)| [k.to_string(), v])
-    .collect();
+    ]);
     let rounds = a.rounds.max(1);
     if a.rust_only {
         for _ in 0..rounds {
