@@ -6,7 +6,7 @@
 //! its batch and left out; it never stalls the loader.
 
 use crate::samples::Sample;
-use chestx_image::Gray;
+use chestx_image::{Raster, Region};
 use crossbeam_channel::{bounded, Receiver};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -54,34 +54,38 @@ pub fn epoch_order(n: usize, seed: u64, epoch: u64, shuffle: bool) -> Vec<usize>
     order
 }
 
-/// Load one sample into `3 × S × S` floats.
+/// Load one sample into `3 × S × S` floats. The crop is resampled straight from the decoded film
+/// (8-bit films stay 8-bit until they are small: see [`Raster`]).
 pub fn prepare(
     sample: &Sample,
     size: u32,
     augment: Option<ChaCha8Rng>,
     out: &mut [f32],
 ) -> Result<(), String> {
-    let img = Gray::open(&sample.path).map_err(|e| e.to_string())?;
+    let film = Raster::open(&sample.path).map_err(|e| e.to_string())?;
     let img = match augment {
-        None => img.resize(size, size),
+        None => film.resample(film.full(), size, size),
         Some(mut rng) => {
-            let side = (img.width.min(img.height) as f32 * rng.random_range(0.85f32..=1.0)) as u32;
-            let x0 = rng.random_range(0..=img.width - side);
-            let y0 = rng.random_range(0..=img.height - side);
-            let mut crop = Vec::with_capacity((side * side) as usize);
-            for y in y0..y0 + side {
-                let row = (y * img.width + x0) as usize;
-                crop.extend_from_slice(&img.data[row..row + side as usize]);
-            }
+            let (w, h) = (film.width(), film.height());
+            let side = (w.min(h) as f32 * rng.random_range(0.85f32..=1.0)) as u32;
+            let x0 = rng.random_range(0..=w - side);
+            let y0 = rng.random_range(0..=h - side);
             let (gain, bias) = (
                 rng.random_range(0.9f32..1.1),
                 rng.random_range(-0.1f32..0.1),
             );
+            let crop = Region {
+                x0,
+                y0,
+                width: side,
+                height: side,
+            };
+            let mut g = film.resample(crop, size, size);
             // Mirror half the films, as CheXNet and most chest work do: findings occur on both sides.
+            // (After the resample, which the mirror commutes with: the filter is symmetric.)
             if rng.random_bool(0.5) {
-                crop.chunks_mut(side as usize).for_each(|row| row.reverse());
+                g.mirror();
             }
-            let mut g = Gray::new(side, side, crop).resize(size, size);
             g.data
                 .iter_mut()
                 .for_each(|v| *v = (*v * gain + bias).clamp(0.0, 1.0));

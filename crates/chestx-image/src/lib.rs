@@ -3,6 +3,9 @@
 //! grayscale, and one representation keeps resize and normalization simple and exact.
 
 pub mod dicom;
+mod raster;
+
+pub use raster::{Raster, Region};
 
 use image::{ImageBuffer, Luma};
 use std::path::Path;
@@ -51,6 +54,11 @@ impl Gray {
 
     /// Decode PNG, JPEG or DICOM bytes (DICOM through [`dicom::decode`]: windowed, air dark).
     pub fn decode(bytes: &[u8]) -> Result<Gray, String> {
+        Raster::decode(bytes).map(Raster::into_gray)
+    }
+
+    /// The general decoder, straight to floats.
+    fn decode_float(bytes: &[u8]) -> Result<Gray, String> {
         if image::guess_format(bytes).is_err() && dicom::looks_like_dicom(bytes) {
             return dicom::decode(bytes).map(|(g, _)| g);
         }
@@ -77,37 +85,16 @@ impl Gray {
     /// Bilinear (triangle-filter) resize; downscaling widens the filter to cover every source pixel
     /// (antialiased, like PIL's and torchvision's bilinear). SIMD convolution by fast_image_resize.
     pub fn resize(&self, width: u32, height: u32) -> Gray {
-        use fast_image_resize as fr;
-        if (width, height) == (self.width, self.height) {
-            return self.clone();
-        }
-        let src = fr::images::ImageRef::new(
-            self.width,
-            self.height,
-            bytemuck::cast_slice(&self.data),
-            fr::PixelType::F32,
-        )
-        .expect("f32 buffer of width × height");
-        let mut data = vec![0f32; width as usize * height as usize];
-        {
-            let mut dst = fr::images::Image::from_slice_u8(
-                width,
-                height,
-                bytemuck::cast_slice_mut(&mut data),
-                fr::PixelType::F32,
-            )
-            .expect("f32 buffer of width × height");
-            let opts = fr::ResizeOptions::new()
-                .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear));
-            fr::Resizer::new()
-                .resize(&src, &mut dst, &opts)
-                .expect("same pixel type, non-empty sizes");
-        }
-        Gray {
+        self.resample(
+            Region {
+                x0: 0,
+                y0: 0,
+                width: self.width,
+                height: self.height,
+            },
             width,
             height,
-            data,
-        }
+        )
     }
 
     /// Write `3 × H × W` ImageNet-normalized values (the gray value repeated per channel) into `out`.

@@ -73,7 +73,8 @@ pub struct Rounds {
 }
 
 impl Rounds {
-    /// One table row: each side's median, the ratio of medians, and the per-round ratios' range.
+    /// One table row: each side's median, the ratio of medians, and the per-round ratios' range and
+    /// median.
     pub fn row(&self, label: &str, decimals: usize) -> String {
         let (a, b) = (median(&self.ours), median(&self.theirs));
         let ratios: Vec<f64> = self
@@ -84,8 +85,13 @@ impl Rounds {
             .collect();
         let lo = ratios.iter().cloned().fold(f64::INFINITY, f64::min);
         let hi = ratios.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        // The median of the per-round ratios pairs each round with its neighbour in time, so a slow
+        // drift of the machine's speed cancels; the ratio of medians does not pair.
         let spread = if ratios.len() > 1 {
-            format!("   (rounds {lo:.2}x to {hi:.2}x)")
+            format!(
+                "   (rounds {lo:.2}x to {hi:.2}x, median {:.2}x)",
+                median(&ratios)
+            )
         } else {
             String::new()
         };

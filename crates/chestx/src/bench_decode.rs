@@ -2,7 +2,7 @@
 //! next to PIL + torchvision doing the same work with the same number of threads.
 
 use anyhow::{bail, Context, Result};
-use chestx_image::Gray;
+use chestx_image::Raster;
 use clap::Args;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -28,9 +28,12 @@ pub struct DecodeBenchArgs {
 }
 
 fn work(path: &Path, buf512: &mut [f32], buf224: &mut [f32]) -> Result<f32> {
-    let g = Gray::open(path)?;
-    g.resize(512, 512).write_chw_imagenet(buf512);
-    g.resize(224, 224).write_chw_imagenet(buf224);
+    // As the training loader reads films: 8-bit PNGs resampled in 8 bits, like PIL's.
+    let film = Raster::open(path)?;
+    film.resample(film.full(), 512, 512)
+        .write_chw_imagenet(buf512);
+    film.resample(film.full(), 224, 224)
+        .write_chw_imagenet(buf224);
     Ok(buf512[0] + buf224[0])
 }
 

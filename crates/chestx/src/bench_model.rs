@@ -263,7 +263,9 @@ fn rust_train_side(a: &TrainBenchArgs, dir: &std::path::Path) -> Result<f64> {
     let (warm, mut done, mut epoch) = (2usize, 0usize, 0u64);
     let mut t0 = Instant::now();
     while done < a.steps + warm {
-        let order = epoch_order(samples.len(), 0, epoch, true);
+        let mut order = epoch_order(samples.len(), 0, epoch, true);
+        // drop_last, as the reference does: its DataLoader never reads the films of a short batch.
+        order.truncate(order.len() - order.len() % a.batch);
         let lc = LoaderConfig {
             batch_size: a.batch,
             input_size: a.input as u32,
@@ -275,7 +277,7 @@ fn rust_train_side(a: &TrainBenchArgs, dir: &std::path::Path) -> Result<f64> {
         let loader = Loader::start(samples.clone(), order, 0, epoch, lc);
         for b in loader.batches.iter() {
             if b.n < a.batch {
-                continue; // drop_last, as the reference does
+                continue; // a film failed to decode
             }
             let (x, y) = chestx_train::batch_tensors(&b, a.input, &columns, Device::Cpu);
             let out = net.forward(&x, true);
