@@ -42,14 +42,7 @@ impl Gray {
 
     /// Decode a PNG, JPEG or DICOM file. Colour is reduced to luminance; alpha is ignored.
     pub fn open(path: &Path) -> Result<Gray, ImageError> {
-        let bytes = std::fs::read(path).map_err(|e| ImageError::Decode {
-            path: path.display().to_string(),
-            msg: e.to_string(),
-        })?;
-        Gray::decode(&bytes).map_err(|msg| ImageError::Decode {
-            path: path.display().to_string(),
-            msg,
-        })
+        Raster::open(path).map(Raster::into_gray)
     }
 
     /// Decode PNG, JPEG or DICOM bytes (DICOM through [`dicom::decode`]: windowed, air dark).

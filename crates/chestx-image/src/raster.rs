@@ -34,7 +34,7 @@ pub struct Region {
 }
 
 impl Raster {
-    /// Decode a PNG, JPEG or DICOM file (see [`Gray::open`]).
+    /// Decode a PNG, JPEG or DICOM file; errors name the file.
     pub fn open(path: &Path) -> Result<Raster, ImageError> {
         let bytes = std::fs::read(path).map_err(|e| ImageError::Decode {
             path: path.display().to_string(),

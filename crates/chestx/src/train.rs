@@ -81,7 +81,8 @@ pub struct TrainArgs {
     /// Backbone weights to start from (.pth or .safetensors; torchvision, torchxrayvision, CheXNet).
     #[arg(long)]
     init: Option<PathBuf>,
-    /// Seeded random crops and brightness/contrast jitter.
+    /// Seeded augmentation: a random square crop (85–100% of the side), a left–right mirror for
+    /// half the films, ±10% gain and bias.
     #[arg(long)]
     augment: bool,
     /// Share of train_val patients held out for validation.
