@@ -476,6 +476,7 @@ fn stream_store(dst: &mut [f32], src: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx") {
         use std::arch::x86_64::{_mm256_loadu_ps, _mm256_stream_ps};
+        // SAFETY: any bits are a valid __m256; the split only locates the aligned part.
         let (head, body, _) = unsafe { dst.align_to_mut::<std::arch::x86_64::__m256>() };
         if head.is_empty() && !body.is_empty() {
             let lanes = body.len() * 8;
