@@ -1,10 +1,11 @@
 //! Films kept at their stored depth: which files stay 8-bit, and that resampling them in 8 bits
 //! agrees with the float path to one grey level, on generated films and on real NIH PNGs.
 
+mod common;
+
 use chestx_image::{Gray, Raster, Region};
 use image::{ImageBuffer, Luma, Rgba};
 use rand::{Rng, SeedableRng};
-use std::path::PathBuf;
 
 fn png_of<P: image::PixelWithColorType>(buf: &ImageBuffer<P, Vec<P::Subpixel>>) -> Vec<u8>
 where
@@ -189,20 +190,9 @@ fn a_crop_is_resampled_from_its_own_pixels_and_mirroring_commutes() {
 
 #[test]
 fn nih_films_resample_alike_either_way() {
-    let dir = std::env::var_os("CHESTX_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
-        .join("nih/images");
-    if !dir.exists() {
-        eprintln!("SKIP: no {} (set CHESTX_DATA)", dir.display());
+    let Some(files) = common::nih_pngs() else {
         return;
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "png"))
-        .collect();
-    files.sort();
+    };
     let (mut eight, mut float) = (0, 0);
     for f in files.iter().take(12) {
         let film = Raster::open(f).unwrap();

@@ -1,21 +1,10 @@
 //! Decoding the real files in the shared data: DICOM (JPEG baseline, MONOCHROME1, headerless 10-bit)
 //! and every NIH PNG (grayscale and RGBA), checked against values known independently of our code.
 
-use chestx_image::{dicom, Gray};
-use std::path::PathBuf;
+mod common;
 
-fn data_dir(sub: &str) -> Option<PathBuf> {
-    let p = std::env::var_os("CHESTX_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
-        .join(sub);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("SKIP: no {} (set CHESTX_DATA)", p.display());
-        None
-    }
-}
+use chestx_image::{dicom, Gray};
+use common::{data_dir, nih_pngs};
 
 const JPEG_DCM: &str = "1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm";
 
@@ -118,15 +107,7 @@ fn headerless_10_bit_monochrome1_decodes_to_a_normal_looking_chest() {
 
 #[test]
 fn every_nih_png_decodes_including_rgba() {
-    let Some(dir) = data_dir("nih/images") else {
-        return;
-    };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "png"))
-        .collect();
-    files.sort();
+    let Some(files) = nih_pngs() else { return };
     assert!(files.len() >= 90, "{} PNGs", files.len());
     let mut rgba = 0;
     for f in &files {

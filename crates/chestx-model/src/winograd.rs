@@ -149,6 +149,29 @@ impl Tiles {
         let inside = (0..self.h as isize).contains(&y) && (0..self.w as isize).contains(&x);
         inside.then(|| ((img * self.h + y as usize) * self.w + x as usize) * ch)
     }
+
+    /// Offset of position `pos` (row-major) of the 4×4 input window of the tile at `origin`
+    /// (one pixel of padding above and left), if inside the map.
+    fn input_at(
+        &self,
+        (img, y0, x0): (usize, usize, usize),
+        pos: usize,
+        ch: usize,
+    ) -> Option<usize> {
+        let (y, x) = (y0 + pos / 4, x0 + pos % 4);
+        self.at(img, y as isize - 1, x as isize - 1, ch)
+    }
+
+    /// Offset of position `pos` (row-major) of the 2×2 output block of the tile at `origin`, if
+    /// inside the map (odd sizes leave the last tiles partly outside).
+    fn output_at(
+        &self,
+        (img, y0, x0): (usize, usize, usize),
+        pos: usize,
+        ch: usize,
+    ) -> Option<usize> {
+        self.at(img, (y0 + pos / 2) as isize, (x0 + pos % 2) as isize, ch)
+    }
 }
 
 /// `V = Bᵀ d B` of every 4×4 input tile (zero outside the map): `[16, P, C]`.
@@ -156,14 +179,10 @@ fn input_tiles(x: &Tensor, tiles: Tiles, c: usize) -> Tensor {
     let p_count = tiles.count();
     let v = tile_matrix(p_count, c);
     let (src, dst) = (Shared::of(x), Shared::of(&v));
-    tile_blocks(tiles, c, |p, (img, y0, x0), c0, len| {
+    tile_blocks(tiles, c, |p, origin, c0, len| {
         let mut d = [[0f32; BLOCK]; POS];
         for (pos, row) in d.iter_mut().enumerate() {
-            let (yy, xx) = (
-                y0 as isize + (pos / 4) as isize - 1,
-                x0 as isize + (pos % 4) as isize - 1,
-            );
-            if let Some(off) = tiles.at(img, yy, xx, c) {
+            if let Some(off) = tiles.input_at(origin, pos, c) {
                 // SAFETY: a pixel of x's NHWC block, channels [c0, c0 + len).
                 row[..len].copy_from_slice(unsafe { src.get(off + c0, len) });
             }
@@ -183,7 +202,7 @@ fn output_from_tiles(m: &Tensor, bias: Option<&Tensor>, y: &Tensor, tiles: Tiles
     let m = m.contiguous();
     let (src, dst) = (Shared::of(&m), Shared::of(y));
     let bias = bias.map(Shared::of);
-    tile_blocks(tiles, k, |p, (img, y0, x0), k0, len| {
+    tile_blocks(tiles, k, |p, origin, k0, len| {
         let mut t = [[0f32; BLOCK]; POS];
         for (pos, row) in t.iter_mut().enumerate() {
             // SAFETY: inside m's [16, P, K] block.
@@ -198,8 +217,7 @@ fn output_from_tiles(m: &Tensor, bias: Option<&Tensor>, y: &Tensor, tiles: Tiles
             }
         }
         for (pos, row) in out.iter().enumerate() {
-            let (yy, xx) = ((y0 + pos / 2) as isize, (x0 + pos % 2) as isize);
-            if let Some(off) = tiles.at(img, yy, xx, k) {
+            if let Some(off) = tiles.output_at(origin, pos, k) {
                 // SAFETY: a pixel of y; tiles do not overlap in the output and this
                 // thread alone writes channels [k0, k0 + len).
                 unsafe { dst.get_mut(off + k0, len) }.copy_from_slice(&row[..len]);
@@ -213,11 +231,10 @@ fn output_grad_tiles(g: &Tensor, tiles: Tiles, k: usize) -> Tensor {
     let p_count = tiles.count();
     let dm = tile_matrix(p_count, k);
     let (src, dst) = (Shared::of(g), Shared::of(&dm));
-    tile_blocks(tiles, k, |p, (img, y0, x0), k0, len| {
+    tile_blocks(tiles, k, |p, origin, k0, len| {
         let mut e = [[0f32; BLOCK]; 4];
         for (pos, row) in e.iter_mut().enumerate() {
-            let (yy, xx) = ((y0 + pos / 2) as isize, (x0 + pos % 2) as isize);
-            if let Some(off) = tiles.at(img, yy, xx, k) {
+            if let Some(off) = tiles.output_at(origin, pos, k) {
                 // SAFETY: a pixel of g, channels [k0, k0 + len).
                 row[..len].copy_from_slice(unsafe { src.get(off + k0, len) });
             }
@@ -237,7 +254,7 @@ fn scatter_input_tiles(dv: &Tensor, dx: &Tensor, tiles: Tiles, c: usize) {
     let p_count = tiles.count();
     let dv = dv.contiguous();
     let (src, dst) = (Shared::of(&dv), Shared::of(dx));
-    tile_blocks(tiles, c, |p, (img, y0, x0), c0, len| {
+    tile_blocks(tiles, c, |p, origin, c0, len| {
         let mut v = [[0f32; BLOCK]; POS];
         for (pos, row) in v.iter_mut().enumerate() {
             // SAFETY: inside dv's [16, P, C] block.
@@ -245,11 +262,7 @@ fn scatter_input_tiles(dv: &Tensor, dx: &Tensor, tiles: Tiles, c: usize) {
         }
         let d = input_grad_tile(&v);
         for (pos, row) in d.iter().enumerate() {
-            let (yy, xx) = (
-                y0 as isize + (pos / 4) as isize - 1,
-                x0 as isize + (pos % 4) as isize - 1,
-            );
-            if let Some(off) = tiles.at(img, yy, xx, c) {
+            if let Some(off) = tiles.input_at(origin, pos, c) {
                 // SAFETY: a pixel of dx; this thread alone touches channels [c0, c0 + len).
                 let out = unsafe { dst.get_mut(off + c0, len) };
                 out.iter_mut().zip(&row[..len]).for_each(|(o, v)| *o += v);

@@ -17,8 +17,7 @@ fn first_update_follows_adam_for_channels_last_convolutions_too() {
             .pow_tensor_scalar(2)
             .sum(Kind::Float)
     };
-    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let vars = sorted_variables(&vs);
     let before: Vec<Tensor> = vars.iter().map(|(_, t)| t.detach().copy()).collect();
     let refs: Vec<&Tensor> = vars.iter().map(|(_, t)| t).collect();
     let grads = Tensor::run_backward(&[loss()], &refs, false, false);
@@ -67,8 +66,7 @@ fn later_steps_follow_adamw_in_double_precision() {
     };
     let (lr, wd) = (0.02, 0.1);
     let mut adam = Adam::new(&vs, lr, wd);
-    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let vars = sorted_variables(&vs);
     let double = |t: &Tensor| t.detach().to_kind(Kind::Double);
     let mut m: Vec<Tensor> = vars.iter().map(|(_, p)| double(p).zeros_like()).collect();
     let mut v: Vec<Tensor> = m.iter().map(|t| t.zeros_like()).collect();
@@ -121,9 +119,7 @@ fn gemm_weight_gradient_trains_like_autograd() {
         } else {
             adam.backward_step(&loss);
         }
-        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        vars
+        sorted_variables(&vs)
     };
     let (with, without) = (run(true), run(false));
     for ((name, a), (_, b)) in with.iter().zip(&without) {
@@ -165,9 +161,7 @@ fn winograd_transition_trains_like_autograd() {
         assert_eq!(out.manual.len(), usize::from(manual));
         let loss = Loss::Wcel.compute(&out.logits, &y);
         adam.backward_step_with(&loss, &out.manual);
-        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        vars
+        sorted_variables(&vs)
     };
     let (with, without) = (run(true), run(false));
     for ((name, a), (_, b)) in with.iter().zip(&without) {
@@ -203,4 +197,11 @@ fn small_resnet18(width: i64, input: i64, dim: i64) -> (nn::VarStore, chestx_mod
     cfg.transition_dim = dim;
     let net = ChestNet::new(&vs.root(), cfg);
     (vs, net)
+}
+
+/// The store's variables in name order.
+fn sorted_variables(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars
 }
