@@ -106,12 +106,20 @@ fn stem(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Read one source's header.
+/// Bytes read from each source to tell its kind and, for a PNG or JPEG, its size (a JPEG whose
+/// frame header lies further in is then read whole).
+const HEAD_LEN: u64 = 64 << 10;
+
+/// Read one source's header: the first [`HEAD_LEN`] bytes, a DICOM file up to its Pixel Data.
 pub fn read_source(path: &Path) -> Result<Source, String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(HEAD_LEN).read_to_end(&mut bytes))
+        .map_err(|e| e.to_string())?;
     let s = stem(path);
     if image::guess_format(&bytes).is_err() && dicom::looks_like_dicom(&bytes) {
-        let info: DicomInfo = dicom::read_info(&bytes)?;
+        let info: DicomInfo = dicom::read_info_file(path)?;
         let patient_key = info
             .patient_id
             .clone()
@@ -138,11 +146,20 @@ pub fn read_source(path: &Path) -> Result<Source, String> {
             spacing: info.pixel_spacing.map(|(r, c)| (c, r)),
         });
     }
-    let (w, h) = image::ImageReader::new(std::io::Cursor::new(&bytes))
-        .with_guessed_format()
-        .map_err(|e| e.to_string())?
-        .into_dimensions()
-        .map_err(|e| format!("not a readable PNG/JPEG/DICOM file: {e}"))?;
+    let dimensions = |bytes: &[u8]| {
+        image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| e.to_string())?
+            .into_dimensions()
+            .map_err(|e| format!("not a readable PNG/JPEG/DICOM file: {e}"))
+    };
+    let (w, h) = match dimensions(&bytes) {
+        // Cut short by the prefix (metadata before the frame header): read the whole file.
+        Err(_) if bytes.len() as u64 == HEAD_LEN => {
+            dimensions(&std::fs::read(path).map_err(|e| e.to_string())?)?
+        }
+        other => other?,
+    };
     let (patient_key, order_key) = match s.split_once('_') {
         Some((p, n)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
             (format!("nih:{p}"), format!("{n:0>8}|{}", path.display()))
@@ -423,6 +440,49 @@ pub fn ingest(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn picture_size_is_read_from_the_head_or_the_whole_file_when_metadata_pushes_it_past() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = image::GrayImage::from_fn(40, 24, |x, y| image::Luma([(x * 5 + y) as u8]));
+        let mut jpeg = Vec::new();
+        image::DynamicImage::ImageLuma8(img.clone())
+            .write_to(
+                &mut std::io::Cursor::new(&mut jpeg),
+                image::ImageFormat::Jpeg,
+            )
+            .unwrap();
+        // Three 64 KB application segments after SOI put the frame header past HEAD_LEN.
+        let mut padded = jpeg[..2].to_vec();
+        for _ in 0..3 {
+            padded.extend_from_slice(&[0xFF, 0xEF, 0xFF, 0xFF]);
+            padded.extend(std::iter::repeat_n(0u8, 0xFFFF - 2));
+        }
+        padded.extend_from_slice(&jpeg[2..]);
+        assert!(padded.len() as u64 > 3 * HEAD_LEN);
+        let mut png = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        for (name, bytes) in [
+            ("00000007_001.jpg", &padded),
+            ("00000007_002.jpg", &jpeg),
+            ("00000007_000.png", &png),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            let s = read_source(&path).unwrap();
+            assert_eq!(s.size, (40, 24), "{name}");
+            assert_eq!(
+                (s.kind, s.patient_key.as_str()),
+                (SourceKind::Picture, "nih:00000007")
+            );
+        }
+        // Cut inside the frame header's metadata: an error naming the problem, not a size.
+        let cut = dir.path().join("cut.jpg");
+        std::fs::write(&cut, &padded[..100_000]).unwrap();
+        let e = read_source(&cut).unwrap_err();
+        assert!(e.contains("not a readable PNG/JPEG/DICOM file"), "{e}");
+    }
 
     fn src(key: &str, order: &str) -> Source {
         Source {

@@ -67,8 +67,22 @@ pub fn looks_like_dicom(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[0] == 0x08 && bytes[1] == 0x00 && bytes[3] == 0x00
 }
 
+/// Leading bytes that tell a file's form: the Part-10 magic sits at 128..132.
+const MAGIC_LEN: usize = 132;
+
 fn open(bytes: &[u8], header_only: bool) -> Result<(DefaultDicomObject, bool), String> {
+    open_from(bytes, bytes, header_only)
+}
+
+/// Parse a DICOM file whose first bytes are `head` (at least [`MAGIC_LEN`] of them where the file
+/// has them: enough to tell its form) and which `data` reads from its start, as far as needed.
+fn open_from(
+    head: &[u8],
+    data: impl std::io::Read,
+    header_only: bool,
+) -> Result<(DefaultDicomObject, bool), String> {
     use dicom_object::file::ReadPreamble;
+    let bytes = head;
     let opts = || {
         let o = OpenFileOptions::new();
         if header_only {
@@ -80,14 +94,14 @@ fn open(bytes: &[u8], header_only: bool) -> Result<(DefaultDicomObject, bool), S
     if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
         let obj = opts()
             .read_preamble(ReadPreamble::Always)
-            .from_reader(bytes)
+            .from_reader(data)
             .map_err(|e| format!("not a readable DICOM file: {e}"))?;
         return Ok((obj, true));
     }
     if bytes.len() >= 4 && &bytes[..4] == b"DICM" {
         let obj = opts()
             .read_preamble(ReadPreamble::Never)
-            .from_reader(bytes)
+            .from_reader(data)
             .map_err(|e| format!("not a readable DICOM file: {e}"))?;
         return Ok((obj, true));
     }
@@ -96,9 +110,9 @@ fn open(bytes: &[u8], header_only: bool) -> Result<(DefaultDicomObject, bool), S
             "not a DICOM file (no DICM marker, and no ACR-NEMA data set at the start)".into(),
         );
     }
-    // ACR-NEMA: a bare data set, implicit VR little endian.
+    // ACR-NEMA: a bare data set, implicit VR little endian (read whole: legacy files are small).
     let ts = IMPLICIT_VR_LITTLE_ENDIAN.erased();
-    let obj = InMemDicomObject::read_dataset_with_ts(bytes, &ts).map_err(|e| {
+    let obj = InMemDicomObject::read_dataset_with_ts(data, &ts).map_err(|e| {
         format!("no DICOM file meta group, and not readable as an implicit-VR data set: {e}")
     })?;
     let meta = FileMetaTableBuilder::new()
@@ -203,6 +217,27 @@ fn info_of(obj: &DefaultDicomObject, part10: bool) -> Result<DicomInfo, String> 
 /// The header only (pixel data is not read).
 pub fn read_info(bytes: &[u8]) -> Result<DicomInfo, String> {
     let (obj, part10) = open(bytes, true)?;
+    info_of(&obj, part10)
+}
+
+/// The header of the DICOM file at `path`, reading the file only as far as its Pixel Data: a
+/// header pass over a hospital export reads kilobytes per file, not the images. (Old ACR-NEMA files
+/// are read whole.)
+pub fn read_info_file(path: &Path) -> Result<DicomInfo, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    read_info_from(std::io::BufReader::new(file))
+}
+
+/// The header of the DICOM file that `data` reads from its start, reading no further than its
+/// Pixel Data element's header (ACR-NEMA data sets excepted, which are read whole).
+pub fn read_info_from(mut data: impl std::io::Read) -> Result<DicomInfo, String> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(MAGIC_LEN);
+    (&mut data)
+        .take(MAGIC_LEN as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| e.to_string())?;
+    let (obj, part10) = open_from(&head, std::io::Cursor::new(&head).chain(data), true)?;
     info_of(&obj, part10)
 }
 

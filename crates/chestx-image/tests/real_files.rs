@@ -132,3 +132,51 @@ fn every_nih_png_decodes_including_rgba() {
     }
     assert!(rgba >= 4, "the release has RGBA PNGs; found {rgba}");
 }
+
+/// Reads `bytes`, then fails: whatever reads past them is caught.
+struct Fence<'a>(&'a [u8]);
+
+impl std::io::Read for Fence<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.0.is_empty() {
+            return Err(std::io::Error::other(
+                "read past the Pixel Data element's header",
+            ));
+        }
+        let n = buf.len().min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn dicom_header_is_read_without_the_pixel_data() {
+    let Some(dir) = data_dir("dicom") else { return };
+    for name in [JPEG_DCM, "Fake_MONOHR1.dcm", "CR-MONO1-10-chest.dcm"] {
+        let path = dir.join(name);
+        let bytes = std::fs::read(&path).unwrap();
+        let want = dicom::read_info(&bytes).unwrap();
+        assert_eq!(dicom::read_info_file(&path).unwrap(), want, "{name}");
+        if !want.part10 {
+            continue; // ACR-NEMA data sets are read whole
+        }
+        // A stream that ends in an error just past the Pixel Data (7FE0,0010) element's header
+        // (tag, VR, reserved, length): the header reads the same — the pixels were never asked for.
+        let at = bytes
+            .windows(4)
+            .rposition(|w| w == [0xE0, 0x7F, 0x10, 0x00])
+            .expect("a Pixel Data element");
+        let got = dicom::read_info_from(Fence(&bytes[..at + 12]));
+        assert_eq!(
+            got.as_ref(),
+            Ok(&want),
+            "{name}, stream fenced after the header"
+        );
+        // Fenced inside the header, the read fails rather than return part of it.
+        assert!(
+            dicom::read_info_from(Fence(&bytes[..at - 1])).is_err(),
+            "{name}"
+        );
+    }
+}

@@ -63,9 +63,10 @@ pub fn python_reference(
         .with_context(|| format!("{}: no JSON result line", script.display()))
 }
 
-/// Side-by-side figures from alternating rounds (ours, theirs, ours, theirs, ...): on a shared or
-/// throttled machine one round of each can differ by ±10% from the next, so each side reports its
-/// median and the ratio's spread across rounds is printed with it.
+/// Side-by-side figures from alternating rounds (ours then theirs, theirs then ours, ...: ABBA, so
+/// a drift of the machine's speed favours neither side): on a shared or throttled machine one round
+/// of each can differ by ±10% from the next, so each side reports its median and the ratio's spread
+/// across rounds is printed with it.
 #[derive(Default)]
 pub struct Rounds {
     pub ours: Vec<f64>,

@@ -23,8 +23,8 @@ pub struct ModelBenchArgs {
     steps: usize,
     #[arg(long, default_value_t = 3)]
     warmup: usize,
-    /// Alternating rounds of each side (medians are reported).
-    #[arg(long, default_value_t = 3)]
+    /// Alternating rounds of each side, in ABBA order (medians are reported).
+    #[arg(long, default_value_t = 4)]
     rounds: usize,
     /// Intra-op threads for both sides.
     #[arg(long = "torch-threads", default_value_t = 2)]
@@ -171,12 +171,30 @@ pub fn run(a: ModelBenchArgs) -> Result<ExitCode> {
     let rounds = a.rounds.max(1);
     let (mut train, mut infer, mut rss) = (Rounds::default(), Rounds::default(), Rounds::default());
     let mut gpu = Vec::new();
-    for _ in 0..rounds {
-        let rust = parse(rust_cmd.output()?, "chestx (tch)")?;
-        let py: Side = serde_json::from_value(crate::bench::python_reference(
-            &a.python, &a.script, &py_args,
-        )?)
-        .context("PyTorch side: unexpected result line")?;
+    for round in 0..rounds {
+        let reference = || -> Result<Side> {
+            serde_json::from_value(crate::bench::python_reference(
+                &a.python, &a.script, &py_args,
+            )?)
+            .context("PyTorch side: unexpected result line")
+        };
+        // Odd rounds run the reference first (ABBA), so a drift of the machine's speed favours
+        // neither side.
+        let (rust, py) = if round % 2 == 0 {
+            let rust = parse(rust_cmd.output()?, "chestx (tch)")?;
+            (rust, reference()?)
+        } else {
+            let py = reference()?;
+            (parse(rust_cmd.output()?, "chestx (tch)")?, py)
+        };
+        eprintln!(
+            "round {}/{rounds}: train step {:.2} vs {:.2} img/s, inference {:.2} vs {:.2}",
+            round + 1,
+            rust.train_images_per_s,
+            py.train_images_per_s,
+            rust.infer_images_per_s,
+            py.infer_images_per_s
+        );
         for (r, ours, theirs) in [
             (&mut train, rust.train_images_per_s, py.train_images_per_s),
             (&mut infer, rust.infer_images_per_s, py.infer_images_per_s),
@@ -211,8 +229,9 @@ pub struct TrainBenchArgs {
     input: i64,
     #[arg(long, default_value_t = 24)]
     steps: usize,
-    /// Alternating rounds of each side (medians are reported).
-    #[arg(long, default_value_t = 3)]
+    /// Alternating rounds of each side, in ABBA order (medians are reported). Per-round ratios
+    /// on a shared 2-core machine range ±15%, so a trustworthy figure takes about ten.
+    #[arg(long, default_value_t = 6)]
     rounds: usize,
     /// Intra-op threads and decode workers for both sides.
     #[arg(long = "torch-threads", default_value_t = 2)]
@@ -324,11 +343,26 @@ pub fn run_train_bench(a: TrainBenchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut ips = Rounds::default();
-    for _ in 0..rounds {
-        ips.ours.push(rust_train_side(&a, &dir)?);
-        let v = crate::bench::python_reference(&a.python, &a.script, &args)?;
-        ips.theirs
-            .push(v["train_images_per_s"].as_f64().unwrap_or(f64::NAN));
+    for round in 0..rounds {
+        let reference = || -> Result<f64> {
+            let v = crate::bench::python_reference(&a.python, &a.script, &args)?;
+            Ok(v["train_images_per_s"].as_f64().unwrap_or(f64::NAN))
+        };
+        // Odd rounds run the reference first (ABBA), so a drift of the machine's speed during
+        // the benchmark favours neither side.
+        let (ours, theirs) = if round % 2 == 0 {
+            (rust_train_side(&a, &dir)?, reference()?)
+        } else {
+            let theirs = reference()?;
+            (rust_train_side(&a, &dir)?, theirs)
+        };
+        eprintln!(
+            "round {}/{rounds}: {ours:.2} vs {theirs:.2} img/s ({:.2}x)",
+            round + 1,
+            ours / theirs
+        );
+        ips.ours.push(ours);
+        ips.theirs.push(theirs);
     }
     println!("{}", crate::bench::header(rounds));
     println!("{}", ips.row("end-to-end train img/s", 2));
