@@ -113,13 +113,16 @@ const HEAD_LEN: u64 = 64 << 10;
 /// Read one source's header: the first [`HEAD_LEN`] bytes, a DICOM file up to its Pixel Data.
 pub fn read_source(path: &Path) -> Result<Source, String> {
     use std::io::Read;
+    let mut file = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| e.to_string())?);
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(HEAD_LEN).read_to_end(&mut bytes))
+    (&mut file)
+        .take(HEAD_LEN)
+        .read_to_end(&mut bytes)
         .map_err(|e| e.to_string())?;
     let s = stem(path);
     if image::guess_format(&bytes).is_err() && dicom::looks_like_dicom(&bytes) {
-        let info: DicomInfo = dicom::read_info_file(path)?;
+        // The head already read, then the rest of the file as far as the parser asks.
+        let info: DicomInfo = dicom::read_info_from(std::io::Cursor::new(&bytes).chain(file))?;
         let patient_key = info
             .patient_id
             .clone()
@@ -156,7 +159,8 @@ pub fn read_source(path: &Path) -> Result<Source, String> {
     let (w, h) = match dimensions(&bytes) {
         // Cut short by the prefix (metadata before the frame header): read the whole file.
         Err(_) if bytes.len() as u64 == HEAD_LEN => {
-            dimensions(&std::fs::read(path).map_err(|e| e.to_string())?)?
+            file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+            dimensions(&bytes)?
         }
         other => other?,
     };

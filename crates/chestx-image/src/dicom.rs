@@ -82,7 +82,6 @@ fn open_from(
     header_only: bool,
 ) -> Result<(DefaultDicomObject, bool), String> {
     use dicom_object::file::ReadPreamble;
-    let bytes = head;
     let opts = || {
         let o = OpenFileOptions::new();
         if header_only {
@@ -91,21 +90,21 @@ fn open_from(
             o
         }
     };
-    if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
+    if head.len() >= MAGIC_LEN && &head[128..MAGIC_LEN] == b"DICM" {
         let obj = opts()
             .read_preamble(ReadPreamble::Always)
             .from_reader(data)
             .map_err(|e| format!("not a readable DICOM file: {e}"))?;
         return Ok((obj, true));
     }
-    if bytes.len() >= 4 && &bytes[..4] == b"DICM" {
+    if head.len() >= 4 && &head[..4] == b"DICM" {
         let obj = opts()
             .read_preamble(ReadPreamble::Never)
             .from_reader(data)
             .map_err(|e| format!("not a readable DICOM file: {e}"))?;
         return Ok((obj, true));
     }
-    if !looks_like_dicom(bytes) {
+    if !looks_like_dicom(head) {
         return Err(
             "not a DICOM file (no DICM marker, and no ACR-NEMA data set at the start)".into(),
         );
@@ -220,16 +219,9 @@ pub fn read_info(bytes: &[u8]) -> Result<DicomInfo, String> {
     info_of(&obj, part10)
 }
 
-/// The header of the DICOM file at `path`, reading the file only as far as its Pixel Data: a
-/// header pass over a hospital export reads kilobytes per file, not the images. (Old ACR-NEMA files
-/// are read whole.)
-pub fn read_info_file(path: &Path) -> Result<DicomInfo, String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    read_info_from(std::io::BufReader::new(file))
-}
-
 /// The header of the DICOM file that `data` reads from its start, reading no further than its
-/// Pixel Data element's header (ACR-NEMA data sets excepted, which are read whole).
+/// Pixel Data element's header (ACR-NEMA data sets excepted, which are read whole): a header pass
+/// over a hospital export reads kilobytes per file, not the images.
 pub fn read_info_from(mut data: impl std::io::Read) -> Result<DicomInfo, String> {
     use std::io::Read;
     let mut head = Vec::with_capacity(MAGIC_LEN);
@@ -334,12 +326,7 @@ fn decode_unguarded(bytes: &[u8]) -> Result<(Gray, DicomInfo), String> {
 
 /// Decode a DICOM file (see [`decode`]).
 pub fn open_file(path: &Path) -> Result<(Gray, DicomInfo), crate::ImageError> {
-    let err = |msg: String| crate::ImageError::Decode {
-        path: path.display().to_string(),
-        msg,
-    };
-    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    decode(&bytes).map_err(err)
+    crate::decode_file(path, decode)
 }
 
 #[cfg(test)]

@@ -18,6 +18,19 @@ pub enum ImageError {
     Write { path: String, msg: String },
 }
 
+/// Read the file at `path` and decode its bytes with `decode`; either failure names the file.
+pub(crate) fn decode_file<T>(
+    path: &Path,
+    decode: impl FnOnce(&[u8]) -> Result<T, String>,
+) -> Result<T, ImageError> {
+    let err = |msg: String| ImageError::Decode {
+        path: path.display().to_string(),
+        msg,
+    };
+    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    decode(&bytes).map_err(err)
+}
+
 /// A grayscale image, row-major, values in [0, 1].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gray {
@@ -78,16 +91,7 @@ impl Gray {
     /// Bilinear (triangle-filter) resize; downscaling widens the filter to cover every source pixel
     /// (antialiased, like PIL's and torchvision's bilinear). SIMD convolution by fast_image_resize.
     pub fn resize(&self, width: u32, height: u32) -> Gray {
-        self.resample(
-            Region {
-                x0: 0,
-                y0: 0,
-                width: self.width,
-                height: self.height,
-            },
-            width,
-            height,
-        )
+        self.resample(Region::whole(self.width, self.height), width, height)
     }
 
     /// Write `3 × H × W` ImageNet-normalized values (the gray value repeated per channel) into `out`.

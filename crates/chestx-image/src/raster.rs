@@ -33,17 +33,22 @@ pub struct Region {
     pub height: u32,
 }
 
+impl Region {
+    /// All of a `width × height` film.
+    pub fn whole(width: u32, height: u32) -> Region {
+        Region {
+            x0: 0,
+            y0: 0,
+            width,
+            height,
+        }
+    }
+}
+
 impl Raster {
     /// Decode a PNG, JPEG or DICOM file; errors name the file.
     pub fn open(path: &Path) -> Result<Raster, ImageError> {
-        let bytes = std::fs::read(path).map_err(|e| ImageError::Decode {
-            path: path.display().to_string(),
-            msg: e.to_string(),
-        })?;
-        Raster::decode(&bytes).map_err(|msg| ImageError::Decode {
-            path: path.display().to_string(),
-            msg,
-        })
+        crate::decode_file(path, Raster::decode)
     }
 
     /// Decode PNG, JPEG or DICOM bytes; 8-bit grayscale PNGs stay bytes.
@@ -74,12 +79,7 @@ impl Raster {
 
     /// The whole film.
     pub fn full(&self) -> Region {
-        Region {
-            x0: 0,
-            y0: 0,
-            width: self.width(),
-            height: self.height(),
-        }
+        Region::whole(self.width(), self.height())
     }
 
     /// Resample `region` to `width × height` with the antialiased bilinear filter of
@@ -138,15 +138,7 @@ impl Raster {
 impl Gray {
     /// [`Raster::resample`] for a float film.
     pub fn resample(&self, region: Region, width: u32, height: u32) -> Gray {
-        if region
-            == (Region {
-                x0: 0,
-                y0: 0,
-                width,
-                height,
-            })
-            && (width, height) == (self.width, self.height)
-        {
+        if region == Region::whole(width, height) && (width, height) == (self.width, self.height) {
             return self.clone();
         }
         let mut data = vec![0f32; width as usize * height as usize];

@@ -103,6 +103,22 @@ impl Rounds {
     }
 }
 
+/// Both sides of round `round`: ours first in even rounds, theirs first in odd ones (ABBA), so a
+/// drift of the machine's speed during a benchmark favours neither side.
+pub fn abba<A, B>(
+    round: usize,
+    ours: impl FnOnce() -> Result<A>,
+    theirs: impl FnOnce() -> Result<B>,
+) -> Result<(A, B)> {
+    if round.is_multiple_of(2) {
+        let a = ours()?;
+        Ok((a, theirs()?))
+    } else {
+        let b = theirs()?;
+        Ok((ours()?, b))
+    }
+}
+
 /// The median (mean of the middle two for an even count); NaN for none.
 pub fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();

@@ -178,15 +178,11 @@ pub fn run(a: ModelBenchArgs) -> Result<ExitCode> {
             )?)
             .context("PyTorch side: unexpected result line")
         };
-        // Odd rounds run the reference first (ABBA), so a drift of the machine's speed favours
-        // neither side.
-        let (rust, py) = if round % 2 == 0 {
-            let rust = parse(rust_cmd.output()?, "chestx (tch)")?;
-            (rust, reference()?)
-        } else {
-            let py = reference()?;
-            (parse(rust_cmd.output()?, "chestx (tch)")?, py)
-        };
+        let (rust, py) = crate::bench::abba(
+            round,
+            || parse(rust_cmd.output()?, "chestx (tch)"),
+            reference,
+        )?;
         eprintln!(
             "round {}/{rounds}: train step {:.2} vs {:.2} img/s, inference {:.2} vs {:.2}",
             round + 1,
@@ -348,14 +344,7 @@ pub fn run_train_bench(a: TrainBenchArgs) -> Result<ExitCode> {
             let v = crate::bench::python_reference(&a.python, &a.script, &args)?;
             Ok(v["train_images_per_s"].as_f64().unwrap_or(f64::NAN))
         };
-        // Odd rounds run the reference first (ABBA), so a drift of the machine's speed during
-        // the benchmark favours neither side.
-        let (ours, theirs) = if round % 2 == 0 {
-            (rust_train_side(&a, &dir)?, reference()?)
-        } else {
-            let theirs = reference()?;
-            (rust_train_side(&a, &dir)?, theirs)
-        };
+        let (ours, theirs) = crate::bench::abba(round, || rust_train_side(&a, &dir), reference)?;
         eprintln!(
             "round {}/{rounds}: {ours:.2} vs {theirs:.2} img/s ({:.2}x)",
             round + 1,
