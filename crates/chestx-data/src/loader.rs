@@ -20,7 +20,8 @@ pub struct LoaderConfig {
     /// Square side of the network input.
     pub input_size: u32,
     pub shuffle: bool,
-    /// Random crop (85–100% of the side, anywhere) and ±10% brightness/contrast.
+    /// Random crop (85–100% of each side in the film's proportions, anywhere), a mirror for half the
+    /// films, and ±10% brightness/contrast.
     pub augment: bool,
     pub seed: u64,
     /// Batches decoded ahead of the consumer.
@@ -66,10 +67,15 @@ pub fn prepare(
     let img = match augment {
         None => film.resample(film.full(), size, size),
         Some(mut rng) => {
+            // A crop of 85–100% of each side, in the film's own proportions: evaluation and
+            // prediction resize the whole film to S×S, so a film that is not square is squeezed
+            // the same way in training (on NIH's square films this is a square crop).
             let (w, h) = (film.width(), film.height());
-            let side = (w.min(h) as f32 * rng.random_range(0.85f32..=1.0)) as u32;
-            let x0 = rng.random_range(0..=w - side);
-            let y0 = rng.random_range(0..=h - side);
+            let scale = rng.random_range(0.85f32..=1.0);
+            let cw = ((w as f32 * scale) as u32).clamp(1, w);
+            let ch = ((h as f32 * scale) as u32).clamp(1, h);
+            let x0 = rng.random_range(0..=w - cw);
+            let y0 = rng.random_range(0..=h - ch);
             let (gain, bias) = (
                 rng.random_range(0.9f32..1.1),
                 rng.random_range(-0.1f32..0.1),
@@ -77,8 +83,8 @@ pub fn prepare(
             let crop = Region {
                 x0,
                 y0,
-                width: side,
-                height: side,
+                width: cw,
+                height: ch,
             };
             let mut g = film.resample(crop, size, size);
             // Mirror half the films, as CheXNet and most chest work do: findings occur on both sides.

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 pub struct Sample {
     pub image: String,
     pub path: PathBuf,
-    /// One 0/1 value per class, in the 14-finding order.
+    /// One value per class, in the 14-finding order: 1, 0, or NaN where the label is unknown (a
+    /// CheXpert-layout finding without a column, or an uncertain/blank cell the options leave out).
     pub labels: Vec<f32>,
     pub patient: u64,
 }
@@ -21,6 +22,12 @@ pub enum Split {
     Train,
     Val,
     Test,
+}
+
+/// Whether a patient's images go to validation when it is carved from the training pool: a seeded
+/// hash of the patient, so every image of a patient lands on the same side.
+pub fn patient_in_val(patient: u64, val_fraction: f64, seed: u64) -> bool {
+    (mix64(patient ^ mix64(seed)) % 1_000_000) as f64 / 1e6 < val_fraction
 }
 
 impl NihDataset {
@@ -39,7 +46,7 @@ impl NihDataset {
                 });
         let in_val = |image: &str, patient: u64| match &val_list {
             Some(v) => v.contains(image),
-            None => (mix64(patient ^ mix64(seed)) % 1_000_000) as f64 / 1e6 < val_fraction,
+            None => patient_in_val(patient, val_fraction, seed),
         };
         let names: &[String] = if split == Split::Test {
             &self.test

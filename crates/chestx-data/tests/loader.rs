@@ -147,3 +147,34 @@ fn a_broken_file_is_reported_in_its_batch_and_the_rest_still_arrive() {
         .iter()
         .all(|b| b.images.len() == b.n * 3 * (S * S) as usize));
 }
+
+#[test]
+fn augmentation_crops_a_film_that_is_not_square_in_its_own_proportions() {
+    // A 320×80 film whose brightness ramps across its width: evaluation resizes the whole film, so
+    // a training crop must span most of the width too (85–100%), not a square of the short side
+    // (a quarter of the width, a quarter of the ramp).
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("wide.png");
+    let (w, h) = (320u32, 80u32);
+    let data: Vec<u8> = (0..w * h)
+        .map(|i| (30.0 + 200.0 * (i % w) as f32 / (w - 1) as f32) as u8)
+        .collect();
+    image::GrayImage::from_raw(w, h, data)
+        .unwrap()
+        .save(&p)
+        .unwrap();
+    let s = sample(p);
+    for seed in 0..12 {
+        let mut buf = vec![0f32; 3 * (S * S) as usize];
+        prepare(&s, S, Some(ChaCha8Rng::seed_from_u64(seed)), &mut buf).unwrap();
+        let v = unnormalized(&buf);
+        let row = &v[(S * (S / 2)) as usize..(S * (S / 2 + 1)) as usize];
+        let span = (row[0] - row[S as usize - 1]).abs();
+        // Full ramp: 200/255 ≈ 0.78; at least 85% of it, times the gain (≥ 0.9), less the edge
+        // pixels' resampling: > 0.55. A square crop of the short side spans ≤ 0.2 × 1.1.
+        assert!(
+            span > 0.55,
+            "seed {seed}: the crop spans {span:.3} of the ramp"
+        );
+    }
+}

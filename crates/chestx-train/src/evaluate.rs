@@ -89,9 +89,8 @@ pub fn evaluate(
     let (_vs, net) = run.load_model(&checkpoint)?;
     let heat_maps = opts.heat.describe(&net);
     opts.heat.stages(&net).map_err(TrainError::Config)?;
-    let ds = NihDataset::open(&cfg.dataset)
-        .map_err(|e| TrainError::Dataset(cfg.dataset.display().to_string(), e.to_string()))?;
-    let (samples, _missing) = ds.samples(opts.split, cfg.val_fraction, cfg.seed);
+    let ds = crate::open_dataset(&cfg.dataset)?;
+    let (samples, _missing) = ds.samples(opts.split, cfg.val_fraction, cfg.seed, &cfg.labels);
     if samples.is_empty() {
         return Err(TrainError::Dataset(
             cfg.dataset.display().to_string(),
@@ -106,12 +105,10 @@ pub fn evaluate(
     let box_list = match &opts.boxes {
         Some(p) => {
             let dir = p.parent().unwrap_or(Path::new("."));
-            let mut tmp = ds.clone();
-            tmp.boxes = NihDataset::open_boxes(p)
-                .map_err(|e| TrainError::Dataset(dir.display().to_string(), e.to_string()))?;
-            tmp.boxes
+            NihDataset::open_boxes(p)
+                .map_err(|e| TrainError::Dataset(dir.display().to_string(), e.to_string()))?
         }
-        None => ds.boxes.clone(),
+        None => ds.boxes().to_vec(),
     };
     let mut truth_boxes: HashMap<(String, Finding), Vec<BBox>> = HashMap::new();
     for b in &box_list {
@@ -146,7 +143,7 @@ pub fn evaluate(
     );
     let total = loader.total_batches;
     let mut probs: Vec<Vec<f32>> = Vec::new();
-    let mut truth: Vec<Vec<bool>> = Vec::new();
+    let mut truth: Vec<Vec<f32>> = Vec::new();
     let mut failed = Vec::new();
     // Per class: localization cases; and heatmaps kept for overlays.
     let mut cases: Vec<Vec<LocCase>> = vec![Vec::new(); classes.len()];
@@ -165,7 +162,7 @@ pub fn evaluate(
         let nc = classes.len();
         for (k, &si) in b.samples.iter().enumerate() {
             probs.push(p[k * nc..(k + 1) * nc].to_vec());
-            truth.push(yv[k * nc..(k + 1) * nc].iter().map(|v| *v > 0.5).collect());
+            truth.push(yv[k * nc..(k + 1) * nc].to_vec());
             let sample: &Sample = &samples[si];
             let boxed = has_boxes(&sample.image);
             let want_overlay = kept.len() < opts.overlays && (boxed || overlay_budget_plain > 0);
@@ -203,8 +200,7 @@ pub fn evaluate(
     let mut results = Vec::new();
     let mut curves = Vec::new();
     for (ci, f) in classes.iter().enumerate() {
-        let s: Vec<f64> = probs.iter().map(|p| p[ci] as f64).collect();
-        let t: Vec<bool> = truth.iter().map(|t| t[ci]).collect();
+        let (s, t) = crate::known_labels(&probs, &truth, ci);
         let auc = roc_auc(&s, &t);
         if let Some(a) = auc {
             curves.push(chestx_eval::plot::Curve {
@@ -274,11 +270,7 @@ pub fn evaluate(
                 img.height as f64,
             );
             let o = chestx_eval::overlay::render_overlay(&img, Some(&hm), &tb, &det, 0.45);
-            let name = format!(
-                "{}_{}.png",
-                sample.image.trim_end_matches(".png"),
-                classes[ci].name()
-            );
+            let name = format!("{}_{}.png", overlay_stem(&sample.image), classes[ci].name());
             let path = out_dir.join("overlays").join(&name);
             chestx_eval::overlay::save_overlay(&o, &path)
                 .map_err(|m| TrainError::Io(name.clone(), m))?;
@@ -301,7 +293,14 @@ pub fn evaluate(
     };
     // Operating thresholds for `chestx predict`: Youden's J on the validation split, never the split
     // being reported.
-    if let Ok(val) = crate::load_split(&cfg.dataset, Split::Val, cfg.val_fraction, cfg.seed) {
+    if let Ok(val) = crate::split_of(
+        &ds,
+        &cfg.dataset,
+        Split::Val,
+        cfg.val_fraction,
+        cfg.seed,
+        &cfg.labels,
+    ) {
         let (vp, vt, _) = crate::predict_samples(
             &net,
             Arc::new(val),
@@ -312,8 +311,7 @@ pub fn evaluate(
         );
         let th: Vec<f32> = (0..classes.len())
             .map(|ci| {
-                let s: Vec<f64> = vp.iter().map(|p| p[ci] as f64).collect();
-                let t: Vec<bool> = vt.iter().map(|t| t[ci] > 0.5).collect();
+                let (s, t) = crate::known_labels(&vp, &vt, ci);
                 crate::predict::youden_threshold(&s, &t).unwrap_or(0.5) as f32
             })
             .collect();
@@ -409,4 +407,14 @@ pub fn markdown(r: &EvalResults) -> String {
         }
     }
     s
+}
+
+/// A file name for an image's overlays: its id without the extension, folders joined by `_` (a
+/// CheXpert id is a relative path such as `valid/patient64541/study1/view1_frontal.jpg`).
+fn overlay_stem(image: &str) -> String {
+    let no_ext = match image.rsplit_once('.') {
+        Some((stem, ext)) if !ext.contains(['/', '\\']) => stem,
+        _ => image,
+    };
+    no_ext.replace(['/', '\\'], "_")
 }

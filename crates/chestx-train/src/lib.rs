@@ -12,7 +12,7 @@ pub use adam::Adam;
 pub use checkpoint::RunState;
 
 use chestx_core::Finding;
-use chestx_data::{epoch_order, Loader, LoaderConfig, NihDataset, Sample, Split};
+use chestx_data::{epoch_order, Dataset, Loader, LoaderConfig, Sample, SampleOptions, Split};
 pub use chestx_model::ChestNet;
 use chestx_model::{import, Loss, ModelConfig};
 use std::path::{Path, PathBuf};
@@ -58,6 +58,9 @@ pub struct TrainConfig {
     /// Cosine decay of the learning rate from `lr` to 0 over the run (constant otherwise).
     #[serde(default)]
     pub cosine: bool,
+    /// How a CheXpert-layout dataset's uncertain and blank labels count, and which views are kept.
+    #[serde(default)]
+    pub labels: SampleOptions,
 }
 
 /// Per-epoch numbers, one row of `metrics.csv`.
@@ -183,16 +186,40 @@ pub fn classes_present(samples: &[Sample]) -> Vec<String> {
         .collect()
 }
 
+/// Open a dataset folder (NIH or CheXpert layout), naming the folder in any error.
+pub fn open_dataset(dataset: &Path) -> Result<Dataset, TrainError> {
+    Dataset::open(dataset)
+        .map_err(|e| TrainError::Dataset(dataset.display().to_string(), e.to_string()))
+}
+
 /// Load the samples of a split, or fail clearly when there are none.
 pub fn load_split(
     dataset: &Path,
     split: Split,
     val_fraction: f64,
     seed: u64,
+    options: &SampleOptions,
 ) -> Result<Vec<Sample>, TrainError> {
-    let ds = NihDataset::open(dataset)
-        .map_err(|e| TrainError::Dataset(dataset.display().to_string(), e.to_string()))?;
-    let (s, missing) = ds.samples(split, val_fraction, seed);
+    split_of(
+        &open_dataset(dataset)?,
+        dataset,
+        split,
+        val_fraction,
+        seed,
+        options,
+    )
+}
+
+/// [`load_split`] of a dataset already open.
+pub fn split_of(
+    ds: &Dataset,
+    dataset: &Path,
+    split: Split,
+    val_fraction: f64,
+    seed: u64,
+    options: &SampleOptions,
+) -> Result<Vec<Sample>, TrainError> {
+    let (s, missing) = ds.samples(split, val_fraction, seed, options);
     if s.is_empty() {
         return Err(TrainError::Dataset(
             dataset.display().to_string(),
@@ -267,15 +294,26 @@ pub fn predict_samples(
     (probs, truth, loss_sum / n.max(1) as f64)
 }
 
-/// Per-class AUC of probabilities against truth (`None` for a class with one label value only).
+/// Per-class AUC of probabilities against truth (`None` for a class with one label value only
+/// among its known labels).
 pub fn per_class_auc(probs: &[Vec<f32>], truth: &[Vec<f32>], classes: usize) -> Vec<Option<f64>> {
     (0..classes)
         .map(|c| {
-            let s: Vec<f64> = probs.iter().map(|p| p[c] as f64).collect();
-            let t: Vec<bool> = truth.iter().map(|t| t[c] > 0.5).collect();
+            let (s, t) = known_labels(probs, truth, c);
             chestx_eval::roc_auc(&s, &t)
         })
         .collect()
+}
+
+/// Scores and 0/1 truths of class `c` over the samples whose label is known: a NaN truth (a
+/// CheXpert-layout label left out) is neither positive nor negative, so it is skipped.
+pub fn known_labels(probs: &[Vec<f32>], truth: &[Vec<f32>], c: usize) -> (Vec<f64>, Vec<bool>) {
+    probs
+        .iter()
+        .zip(truth)
+        .filter(|(_, t)| !t[c].is_nan())
+        .map(|(p, t)| (p[c] as f64, t[c] > 0.5))
+        .unzip()
 }
 
 fn mean_defined(v: &[Option<f64>]) -> Option<f64> {
@@ -315,18 +353,23 @@ pub fn train(
     };
     let cfg = &run.config;
     let columns = columns_of(&cfg.model.classes)?;
-    let train_samples = Arc::new(load_split(
-        &cfg.dataset,
-        Split::Train,
-        cfg.val_fraction,
-        cfg.seed,
-    )?);
-    let val_samples = Arc::new(load_split(
-        &cfg.dataset,
-        Split::Val,
-        cfg.val_fraction,
-        cfg.seed,
-    )?);
+    let ds = open_dataset(&cfg.dataset)?;
+    if let Some(about) = ds.describe() {
+        obs.message(&about);
+    }
+    let split = |s| {
+        split_of(
+            &ds,
+            &cfg.dataset,
+            s,
+            cfg.val_fraction,
+            cfg.seed,
+            &cfg.labels,
+        )
+    };
+    let train_samples = Arc::new(split(Split::Train)?);
+    let val_samples = Arc::new(split(Split::Val)?);
+    drop(ds);
     obs.message(&format!(
         "{} training and {} validation images; classes: {}",
         train_samples.len(),
@@ -507,4 +550,21 @@ fn write_metrics(
         &dir.join("metrics.json"),
         &serde_json::to_vec_pretty(metrics).expect("metrics serialize"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_labels_are_neither_positive_nor_negative_in_the_auc() {
+        let probs = vec![vec![0.9f32], vec![0.1], vec![0.8], vec![0.2]];
+        let nan = f32::NAN;
+        let truth = vec![vec![1.0f32], vec![0.0], vec![nan], vec![1.0]];
+        // Known: positives scored 0.9 and 0.2 above the one negative's 0.1 → AUC 1. Counting the
+        // unknown film (0.8) as a negative would give 0.75.
+        assert_eq!(per_class_auc(&probs, &truth, 1), vec![Some(1.0)]);
+        let (s, t) = known_labels(&probs, &truth, 0);
+        assert_eq!((s.len(), t), (3, vec![true, false, true]));
+    }
 }

@@ -49,7 +49,21 @@ fn config(dataset: &Path, input: i64, epochs: usize) -> TrainConfig {
         init: None,
         checkpoint_every: 1000,
         cosine: false,
+        labels: Default::default(),
     }
+}
+
+/// A new run in `dir`, trained to the end on the CPU.
+fn run_to_end(dir: &Path, cfg: TrainConfig) -> Outcome {
+    train(
+        dir,
+        Some(cfg),
+        Device::Cpu,
+        false,
+        &Quiet,
+        &Controls::default(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -60,20 +74,12 @@ fn learns_visible_lesions_from_image_labels() {
     let data = tmp.path().join("data");
     phantoms(&data, 480, 96);
     let run_dir = tmp.path().join("run");
-    let out = train(
-        &run_dir,
-        Some(config(&data, 96, 8)),
-        Device::Cpu,
-        false,
-        &Quiet,
-        &Controls::default(),
-    )
-    .unwrap();
+    let out = run_to_end(&run_dir, config(&data, 96, 8));
     assert!(matches!(out, Outcome::Finished(_)));
     // Score the best checkpoint on the held-out test patients.
     let run = Run::open(&run_dir, Device::Cpu).unwrap();
     let (_vs, net) = run.load_model(&run.best()).unwrap();
-    let test = Arc::new(load_split(&data, Split::Test, 0.15, 7).unwrap());
+    let test = Arc::new(load_split(&data, Split::Test, 0.15, 7, &Default::default()).unwrap());
     let columns = chestx_train::columns_of(&run.config.model.classes).unwrap();
     let (p, t, _) = predict_samples(&net, test, &columns, &Loss::Wcel, 32, Device::Cpu);
     let auc = per_class_auc(&p, &t, 3);
@@ -96,15 +102,7 @@ fn interrupted_and_resumed_run_matches_an_uninterrupted_one() {
     cfg.checkpoint_every = 2;
 
     let whole = tmp.path().join("whole");
-    train(
-        &whole,
-        Some(cfg.clone()),
-        Device::Cpu,
-        false,
-        &Quiet,
-        &Controls::default(),
-    )
-    .unwrap();
+    run_to_end(&whole, cfg.clone());
 
     let parts = tmp.path().join("parts");
     let ctl = Controls {
@@ -195,4 +193,92 @@ fn a_new_run_refuses_a_folder_that_holds_one() {
         &ctl,
     );
     assert!(again.unwrap_err().to_string().contains("--resume"));
+}
+
+/// The phantoms re-described in the CheXpert layout beside them: `Pleural Effusion`, `Mass` and
+/// `Nodule` columns, every fifth Mass positive written uncertain (-1.0) and every seventh Nodule
+/// cell blank; train_val films in `train.csv`, test films in `valid.csv`.
+fn as_chexpert(data: &Path, root: &Path) {
+    let nih = chestx_data::NihDataset::open(data).unwrap();
+    let header = "Path,Patient ID,Frontal/Lateral,Pleural Effusion,Mass,Nodule,Lung Opacity";
+    let cell = |on: bool| if on { "1.0" } else { "0.0" };
+    let write = |name: &str, images: &[String]| {
+        let mut lines = vec![header.to_string()];
+        for (i, img) in images.iter().enumerate() {
+            let e = nih.entry(img).unwrap();
+            let l = |f: chestx_core::Finding| e.labels[f.index()];
+            let mass = if l(chestx_core::Finding::Mass) && i % 5 == 0 {
+                "-1.0"
+            } else {
+                cell(l(chestx_core::Finding::Mass))
+            };
+            let nodule = if i % 7 == 0 {
+                ""
+            } else {
+                cell(l(chestx_core::Finding::Nodule))
+            };
+            lines.push(format!(
+                "data/images/{img},{},Frontal,{},{mass},{nodule},",
+                e.patient_id,
+                cell(l(chestx_core::Finding::Effusion))
+            ));
+        }
+        std::fs::write(root.join(name), lines.join("\n") + "\n").unwrap();
+    };
+    std::fs::create_dir_all(root).unwrap();
+    write("train.csv", &nih.train_val);
+    write("valid.csv", &nih.test);
+}
+
+#[test]
+fn trains_and_evaluates_on_the_chexpert_layout_with_uncertain_labels_left_out() {
+    let _guard = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    tch::set_num_threads(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    phantoms(&data, 120, 64);
+    let cx = tmp.path().join("cx");
+    as_chexpert(&data, &cx);
+    let run_dir = tmp.path().join("run");
+    // Uncertain cells are NaN targets: a loss that did not leave them out would turn NaN and stop
+    // the run with an error.
+    let out = run_to_end(&run_dir, config(&cx, 64, 2));
+    assert!(matches!(out, Outcome::Finished(_)));
+    let metrics = std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 3, "{metrics}");
+    for row in metrics.lines().skip(1) {
+        let train_loss: f64 = row.split(',').nth(2).unwrap().parse().unwrap();
+        assert!(train_loss.is_finite() && train_loss > 0.0, "{row}");
+    }
+    let run = Run::open(&run_dir, Device::Cpu).unwrap();
+    let opts = chestx_train::evaluate::EvalOptions {
+        bootstrap: 50,
+        overlays: 8, // without boxes, a quarter of these: 2
+        ..Default::default()
+    };
+    let res = chestx_train::evaluate::evaluate(&run, &tmp.path().join("eval"), &opts, &|_, _| {})
+        .unwrap();
+    let test = load_split(&cx, Split::Test, 0.15, 7, &Default::default()).unwrap();
+    assert_eq!(res.images, test.len());
+    // Each class is scored on its known labels only: Mass loses its uncertain positives, Nodule
+    // its blank cells (blank counts negative by default, so they stay: same count as Effusion).
+    let positives = |name: &str| {
+        res.classes
+            .iter()
+            .find(|c| c.finding == name)
+            .unwrap()
+            .positives
+    };
+    let truth =
+        |f: chestx_core::Finding| test.iter().filter(|s| s.labels[f.index()] == 1.0).count();
+    assert_eq!(positives("Mass"), truth(chestx_core::Finding::Mass));
+    assert_eq!(positives("Effusion"), truth(chestx_core::Finding::Effusion));
+    assert!(test
+        .iter()
+        .any(|s| s.labels[chestx_core::Finding::Mass.index()].is_nan()));
+    assert_eq!(res.overlays.len(), 2);
+    for o in &res.overlays {
+        assert!(tmp.path().join("eval").join(o).is_file(), "{o}");
+        assert!(!o.trim_start_matches("overlays/").contains('/'), "{o}");
+    }
 }

@@ -136,6 +136,7 @@ pub fn run_demo(a: DemoArgs) -> Result<ExitCode> {
         init: None,
         checkpoint_every: 500,
         cosine: true,
+        labels: Default::default(),
     };
     eprintln!("[3/4] training ResNet-18 (width 16, stride 16) + transition + LSE + W-CEL for {epochs} epochs");
     let outcome = train(

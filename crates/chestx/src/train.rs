@@ -1,7 +1,7 @@
 //! `chestx train`, `chestx import-weights`, `chestx synth`.
 
 use anyhow::{bail, Context, Result};
-use chestx_data::Split;
+use chestx_data::{BlankAs, SampleOptions, Split, UncertainAs};
 use chestx_model::{import, parse_device, Arch, Loss, ModelConfig, Pooling};
 use chestx_train::{
     classes_present, load_split, train, Controls, EpochMetrics, Observer, Outcome, TrainConfig,
@@ -28,9 +28,28 @@ pub enum LossArg {
     Focal,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+pub enum UncertainArg {
+    /// Leave uncertain labels out of the loss and the AUCs (U-Ignore).
+    Ignore,
+    /// Count them negative (U-Zeros).
+    Zeros,
+    /// Count them positive (U-Ones).
+    Ones,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum BlankArg {
+    /// Not mentioned counts as negative.
+    Zeros,
+    /// Not mentioned is unknown: left out of the loss and the AUCs.
+    Ignore,
+}
+
 #[derive(Args)]
 pub struct TrainArgs {
-    /// Dataset folder: NIH layout as released, or as written by `chestx ingest` / `chestx synth`.
+    /// Dataset folder: NIH layout (as released, or as written by `chestx ingest` / `chestx synth`),
+    /// or CheXpert layout (`train.csv` + `valid.csv` with 1/0/-1/blank label cells).
     #[arg(long, required_unless_present = "resume")]
     dataset: Option<PathBuf>,
     /// Run folder to create (config.json, metrics.csv, latest/best checkpoints).
@@ -81,13 +100,23 @@ pub struct TrainArgs {
     /// Backbone weights to start from (.pth or .safetensors; torchvision, torchxrayvision, CheXNet).
     #[arg(long)]
     init: Option<PathBuf>,
-    /// Seeded augmentation: a random square crop (85–100% of the side), a left–right mirror for
-    /// half the films, ±10% gain and bias.
+    /// Seeded augmentation: a random crop of 85–100% of each side in the film's proportions (a
+    /// square on square films; every film is then resized whole to the input square, as in
+    /// evaluation), a left–right mirror for half the films, ±10% gain and bias.
     #[arg(long)]
     augment: bool,
     /// Share of train_val patients held out for validation.
     #[arg(long, default_value_t = 0.1)]
     val_fraction: f64,
+    /// CheXpert layout: what an uncertain (-1) label counts as.
+    #[arg(long, value_enum, default_value_t = UncertainArg::Ignore)]
+    uncertain: UncertainArg,
+    /// CheXpert layout: what a blank label (not mentioned) counts as.
+    #[arg(long, value_enum, default_value_t = BlankArg::Zeros)]
+    blank: BlankArg,
+    /// CheXpert layout: train and evaluate on frontal films only (Frontal/Lateral column).
+    #[arg(long)]
+    frontal_only: bool,
     #[arg(long, default_value_t = 200)]
     checkpoint_every: u64,
     /// Cosine learning-rate decay to 0 over the run.
@@ -209,9 +238,27 @@ pub fn run_train(a: TrainArgs) -> Result<ExitCode> {
         if a.output_stride != 32 && !arch.is_resnet() {
             bail!("--output-stride 8 and 16 apply to ResNets only");
         }
+        let labels = SampleOptions {
+            uncertain: match a.uncertain {
+                UncertainArg::Ignore => UncertainAs::Ignore,
+                UncertainArg::Zeros => UncertainAs::Zeros,
+                UncertainArg::Ones => UncertainAs::Ones,
+            },
+            blank: match a.blank {
+                BlankArg::Zeros => BlankAs::Zeros,
+                BlankArg::Ignore => BlankAs::Ignore,
+            },
+            frontal_only: a.frontal_only,
+        };
         let classes = match &a.classes {
             Some(c) => c.clone(),
-            None => classes_present(&load_split(&dataset, Split::Train, a.val_fraction, a.seed)?),
+            None => classes_present(&load_split(
+                &dataset,
+                Split::Train,
+                a.val_fraction,
+                a.seed,
+                &labels,
+            )?),
         };
         if classes.is_empty() {
             bail!(
@@ -254,6 +301,7 @@ pub fn run_train(a: TrainArgs) -> Result<ExitCode> {
             init: a.init.clone(),
             checkpoint_every: a.checkpoint_every,
             cosine: a.cosine,
+            labels,
         };
         eprintln!(
             "training {} on {:?} -> {}",
