@@ -125,8 +125,8 @@ pub struct ChexpertDataset {
     pub patients_known: bool,
 }
 
-/// Columns that are not observations.
-const NOT_LABELS: [&str; 9] = [
+/// Columns that are not observations (CheXpert's, MIMIC-CXR-JPG's, `chestx label`'s).
+const NOT_LABELS: [&str; 12] = [
     "path",
     "image index",
     "sex",
@@ -135,7 +135,10 @@ const NOT_LABELS: [&str; 9] = [
     "ap/pa",
     "patient id",
     "subject_id",
+    "study_id",
+    "dicom_id",
     "viewposition",
+    "report_id",
 ];
 
 fn bad(path: &Path, msg: impl Into<String>) -> NihError {

@@ -236,3 +236,29 @@ fn bad_cells_and_missing_columns_are_named() {
         "{err}"
     );
 }
+
+#[test]
+fn mimic_style_ids_give_patients_and_are_not_taken_for_observations() {
+    // MIMIC-CXR-JPG's label files key films by subject/study/dicom ids; given a Path column they
+    // read as this layout, the subject being the patient.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("mimic");
+    let header = "Path,subject_id,study_id,dicom_id,Edema,Pleural Effusion";
+    let mut train = vec![header.to_string()];
+    for i in 0..6u32 {
+        let file = format!("files/p10/p1000003{}/s5/{i}.png", i / 2);
+        write_png(&root.join("images").join(&file));
+        train.push(format!("{file},1000003{},5{i},d{i},1.0,", i / 2));
+    }
+    std::fs::write(root.join("train.csv"), train.join("\n") + "\n").unwrap();
+    std::fs::write(root.join("valid.csv"), format!("{header}\n")).unwrap();
+    let ds = Dataset::open(&root).unwrap();
+    let Dataset::Chexpert(cx) = &ds else { panic!() };
+    assert!(cx.unmatched.is_empty(), "{:?}", cx.unmatched);
+    assert!(cx.patients_known);
+    assert_eq!(cx.columns, vec![Finding::Effusion, Finding::Edema]);
+    let (all, missing) = ds.samples(Split::Train, 0.0, 0, &SampleOptions::default());
+    assert_eq!((all.len(), missing), (6, 0));
+    let patients: HashSet<u64> = all.iter().map(|s| s.patient).collect();
+    assert_eq!(patients, HashSet::from([10000030, 10000031, 10000032]));
+}
