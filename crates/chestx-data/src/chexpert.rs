@@ -161,12 +161,12 @@ impl ChexpertDataset {
                 "train.csv and valid.csv".into(),
             ));
         }
-        let train = read_csv(&root.join("train.csv"))?;
-        let valid = read_csv(&root.join("valid.csv"))?;
+        let train = read_label_file(&root.join("train.csv"))?;
+        let valid = read_label_file(&root.join("valid.csv"))?;
         let test_path = root.join("test.csv");
         let test = test_path
             .is_file()
-            .then(|| read_csv(&test_path))
+            .then(|| read_label_file(&test_path))
             .transpose()?;
         // The training file decides which findings the dataset labels.
         let columns = Finding::DISEASES
@@ -276,14 +276,21 @@ impl ChexpertDataset {
     }
 }
 
-struct ParsedCsv {
-    rows: Vec<ChexpertRow>,
-    columns: [bool; 14],
-    unmatched: Vec<String>,
-    patients_known: bool,
+/// One CheXpert-convention label file, read whole.
+#[derive(Debug, Clone)]
+pub struct LabelFile {
+    pub rows: Vec<ChexpertRow>,
+    /// Per finding in [`Finding::DISEASES`] order: whether the file has a column for it.
+    pub columns: [bool; 14],
+    /// Observation columns with no ChestX-ray14 counterpart.
+    pub unmatched: Vec<String>,
+    /// Whether patients came from the file (column or `patientNNNNN` folders).
+    pub patients_known: bool,
 }
 
-fn read_csv(path: &Path) -> Result<ParsedCsv, NihError> {
+/// Read one CheXpert-convention label file (`Path` or `Image Index` column, 1/0/-1/blank cells);
+/// a bad cell is an error naming the file, line and column.
+pub fn read_label_file(path: &Path) -> Result<LabelFile, NihError> {
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(false)
         .from_path(path)
@@ -358,7 +365,7 @@ fn read_csv(path: &Path) -> Result<ParsedCsv, NihError> {
             mentions,
         });
     }
-    Ok(ParsedCsv {
+    Ok(LabelFile {
         rows,
         columns,
         unmatched,

@@ -13,7 +13,7 @@ pub mod loader;
 pub mod nih;
 pub mod samples;
 
-pub use chexpert::{BlankAs, ChexpertDataset, SampleOptions, UncertainAs};
+pub use chexpert::{read_label_file, BlankAs, ChexpertDataset, SampleOptions, UncertainAs};
 pub use dataset::Dataset;
 pub use loader::{epoch_order, Batch, Loader, LoaderConfig};
 pub use nih::{NihBox, NihDataset, NihEntry, NihError};

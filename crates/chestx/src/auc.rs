@@ -1,11 +1,16 @@
 //! `chestx auc`: per-class ROC AUC (with bootstrap intervals) for any model's predictions.
 
 use crate::output::emit_report;
-use anyhow::{bail, Result};
+use crate::train::{BlankArg, UncertainArg};
+use anyhow::{bail, Context, Result};
+use chestx_core::Finding;
+use chestx_data::{read_label_file, SampleOptions};
 use chestx_eval::{bootstrap_auc_ci, read_data_entry_labels, read_predictions_table, roc_auc};
 use clap::Args;
 use rayon::prelude::*;
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Args)]
@@ -13,9 +18,16 @@ pub struct AucArgs {
     /// Predictions CSV: image name first, then `prob_<Finding>` or `<Finding>` columns.
     #[arg(long)]
     pred: PathBuf,
-    /// Labels: an NIH Data_Entry CSV (plain or .gz) with `Image Index` and `Finding Labels`.
+    /// Labels: an NIH Data_Entry CSV (plain or .gz) with `Image Index` and `Finding Labels`, or a
+    /// CheXpert-convention CSV (`Path` or `Image Index`, one column per finding: 1/0/-1/blank).
     #[arg(long)]
     labels: PathBuf,
+    /// CheXpert-convention labels: what an uncertain (-1) label counts as.
+    #[arg(long, value_enum, default_value_t = UncertainArg::Ignore)]
+    uncertain: UncertainArg,
+    /// CheXpert-convention labels: what a blank label counts as.
+    #[arg(long, value_enum, default_value_t = BlankArg::Zeros)]
+    blank: BlankArg,
     /// Bootstrap resamples for the 95% intervals (0 to skip).
     #[arg(long, default_value_t = 1000)]
     bootstrap: usize,
@@ -46,8 +58,44 @@ struct AucReport {
     mean_auc: f64,
 }
 
+/// Per image, a target per finding in [`Finding::ALL`] order: 1, 0, or NaN where unknown.
+type Targets = HashMap<String, [f32; 15]>;
+
+/// Read either label format: a `Finding Labels` column marks NIH's.
+fn read_targets(path: &Path, options: &SampleOptions) -> Result<Targets> {
+    let mut first = String::new();
+    std::io::BufReader::new(
+        chestx_core::io::open_maybe_gz(path).with_context(|| path.display().to_string())?,
+    )
+    .read_line(&mut first)
+    .with_context(|| path.display().to_string())?;
+    if first.split(',').any(|h| h.trim() == "Finding Labels") {
+        return Ok(read_data_entry_labels(path)?
+            .into_iter()
+            .map(|(id, l)| (id, l.map(|on| if on { 1.0 } else { 0.0 })))
+            .collect());
+    }
+    let file = read_label_file(path)?;
+    Ok(file
+        .rows
+        .into_iter()
+        .map(|r| {
+            let mut t = [f32::NAN; 15];
+            for (k, m) in r.mentions.iter().enumerate() {
+                t[Finding::DISEASES[k].index()] = m.map_or(f32::NAN, |m| m.target(options));
+            }
+            (r.path, t)
+        })
+        .collect())
+}
+
 pub fn run(a: AucArgs) -> Result<ExitCode> {
-    let labels = read_data_entry_labels(&a.labels)?;
+    let options = SampleOptions {
+        uncertain: a.uncertain.into(),
+        blank: a.blank.into(),
+        frontal_only: false,
+    };
+    let labels = read_targets(&a.labels, &options)?;
     let preds = read_predictions_table(&a.pred)?;
     let missing: Vec<&str> = preds
         .rows
@@ -69,8 +117,14 @@ pub fn run(a: AucArgs) -> Result<ExitCode> {
         .par_iter()
         .enumerate()
         .map(|(c, f)| {
-            let scores: Vec<f64> = preds.rows.iter().map(|r| r.1[c]).collect();
-            let truth: Vec<bool> = preds.rows.iter().map(|r| labels[&r.0][f.index()]).collect();
+            // Images whose label is unknown (CheXpert convention) are left out of this class.
+            let (scores, truth): (Vec<f64>, Vec<bool>) = preds
+                .rows
+                .iter()
+                .map(|r| (r.1[c], labels[&r.0][f.index()]))
+                .filter(|(_, t)| !t.is_nan())
+                .map(|(s, t)| (s, t > 0.5))
+                .unzip();
             let positives = truth.iter().filter(|&&t| t).count();
             ClassAuc {
                 finding: f.name().to_string(),

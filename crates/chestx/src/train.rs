@@ -46,6 +46,25 @@ pub enum BlankArg {
     Ignore,
 }
 
+impl From<UncertainArg> for UncertainAs {
+    fn from(a: UncertainArg) -> UncertainAs {
+        match a {
+            UncertainArg::Ignore => UncertainAs::Ignore,
+            UncertainArg::Zeros => UncertainAs::Zeros,
+            UncertainArg::Ones => UncertainAs::Ones,
+        }
+    }
+}
+
+impl From<BlankArg> for BlankAs {
+    fn from(a: BlankArg) -> BlankAs {
+        match a {
+            BlankArg::Zeros => BlankAs::Zeros,
+            BlankArg::Ignore => BlankAs::Ignore,
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct TrainArgs {
     /// Dataset folder: NIH layout (as released, or as written by `chestx ingest` / `chestx synth`),
@@ -239,15 +258,8 @@ pub fn run_train(a: TrainArgs) -> Result<ExitCode> {
             bail!("--output-stride 8 and 16 apply to ResNets only");
         }
         let labels = SampleOptions {
-            uncertain: match a.uncertain {
-                UncertainArg::Ignore => UncertainAs::Ignore,
-                UncertainArg::Zeros => UncertainAs::Zeros,
-                UncertainArg::Ones => UncertainAs::Ones,
-            },
-            blank: match a.blank {
-                BlankArg::Zeros => BlankAs::Zeros,
-                BlankArg::Ignore => BlankAs::Ignore,
-            },
+            uncertain: a.uncertain.into(),
+            blank: a.blank.into(),
             frontal_only: a.frontal_only,
         };
         let classes = match &a.classes {
