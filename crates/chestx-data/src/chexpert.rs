@@ -10,7 +10,7 @@
 //! and blank cells count is the caller's choice ([`SampleOptions`]), as in the CheXpert paper's
 //! U-Ignore / U-Zeros / U-Ones comparison.
 
-use crate::nih::NihError;
+use crate::nih::{bad, NihError};
 use crate::samples::{patient_in_val, Sample, Split};
 use chestx_core::seed::mix64;
 use chestx_core::Finding;
@@ -109,6 +109,14 @@ pub struct ChexpertRow {
     pub mentions: [Option<Mention>; 14],
 }
 
+impl ChexpertRow {
+    /// Training targets in [`Finding::DISEASES`] order: 1, 0, or NaN where the file has no column
+    /// or the options leave the cell out.
+    pub fn targets(&self, o: &SampleOptions) -> [f32; 14] {
+        self.mentions.map(|m| m.map_or(f32::NAN, |m| m.target(o)))
+    }
+}
+
 /// A CheXpert-layout dataset opened from a folder.
 #[derive(Debug, Clone)]
 pub struct ChexpertDataset {
@@ -140,13 +148,6 @@ const NOT_LABELS: [&str; 12] = [
     "viewposition",
     "report_id",
 ];
-
-fn bad(path: &Path, msg: impl Into<String>) -> NihError {
-    NihError::Bad {
-        path: path.display().to_string(),
-        msg: msg.into(),
-    }
-}
 
 impl ChexpertDataset {
     /// Whether `root` looks like this layout (`train.csv` beside `valid.csv`).
@@ -237,11 +238,7 @@ impl ChexpertDataset {
             out.push(Sample {
                 image: r.path.clone(),
                 path,
-                labels: r
-                    .mentions
-                    .iter()
-                    .map(|m| m.map_or(f32::NAN, |m| m.target(o)))
-                    .collect(),
+                labels: r.targets(o).to_vec(),
                 patient: r.patient,
             });
         }
@@ -385,7 +382,6 @@ fn view_is_frontal(cell: &str) -> Option<bool> {
     match cell.trim().to_ascii_lowercase().as_str() {
         "frontal" | "pa" | "ap" | "ap axial" | "pa lld" | "ap lld" => Some(true),
         "lateral" | "ll" | "lao" | "rao" | "lpo" | "rpo" => Some(false),
-        "" => None,
         _ => None,
     }
 }

@@ -12,7 +12,7 @@ pub enum NihError {
     Bad { path: String, msg: String },
 }
 
-fn bad(path: &Path, msg: impl Into<String>) -> NihError {
+pub(crate) fn bad(path: &Path, msg: impl Into<String>) -> NihError {
     NihError::Bad {
         path: path.display().to_string(),
         msg: msg.into(),

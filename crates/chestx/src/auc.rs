@@ -81,8 +81,8 @@ fn read_targets(path: &Path, options: &SampleOptions) -> Result<Targets> {
         .into_iter()
         .map(|r| {
             let mut t = [f32::NAN; 15];
-            for (k, m) in r.mentions.iter().enumerate() {
-                t[Finding::DISEASES[k].index()] = m.map_or(f32::NAN, |m| m.target(options));
+            for (f, v) in Finding::DISEASES.iter().zip(r.targets(options)) {
+                t[f.index()] = v;
             }
             (r.path, t)
         })

@@ -2,7 +2,7 @@
 //! 14 AUCs it reports, to 6 decimals.
 
 mod common;
-use common::{chestx, data_dir};
+use common::{chestx, data_dir, json_report};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -54,23 +54,18 @@ fn reproduces_published_chexnet_aucs_to_six_decimals() {
 fn auc_json(pred: &Path, labels: &Path, extra: &[&str]) -> serde_json::Value {
     let tmp = tempfile::tempdir().unwrap();
     let json = tmp.path().join("auc.json");
-    let out = chestx()
-        .arg("auc")
-        .arg("--pred")
-        .arg(pred)
-        .arg("--labels")
-        .arg(labels)
-        .arg("--json")
-        .arg(&json)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
+    json_report(
+        chestx()
+            .arg("auc")
+            .arg("--pred")
+            .arg(pred)
+            .arg("--labels")
+            .arg(labels)
+            .arg("--json")
+            .arg(&json)
+            .args(extra),
+        &json,
+    )
 }
 
 /// Without bootstrap, the classes by finding: (positives, negatives, AUC).

@@ -3,7 +3,7 @@
 //! checkout); skips with a message when it is absent.
 
 mod common;
-use common::{chestx, data_dir};
+use common::{chestx, data_dir, json_report};
 use std::path::PathBuf;
 
 #[test]
@@ -35,22 +35,17 @@ fn labeler_meets_the_f1_floors_on_openi() {
     assert_eq!(stderr.matches("empty report").count(), 14, "{stderr}");
 
     let json = tmp.path().join("scores.json");
-    let out = chestx()
-        .arg("label-eval")
-        .arg("--gold")
-        .arg(data.join("openi/gold.csv"))
-        .arg("--pred")
-        .arg(&labels)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let s = json_report(
+        chestx()
+            .arg("label-eval")
+            .arg("--gold")
+            .arg(data.join("openi/gold.csv"))
+            .arg("--pred")
+            .arg(&labels)
+            .arg("--json")
+            .arg(&json),
+        &json,
     );
-    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let micro = s["micro_with_positives"]["f1"].as_f64().unwrap();
     let nf = s["no_finding"]["f1"].as_f64().unwrap();
     let n13 = s["per_finding"]
