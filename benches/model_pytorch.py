@@ -4,7 +4,9 @@ classifier + 3x3 transition conv + LSE pooling + linear), W-CEL loss and Adam, t
 Prints one JSON line. Run by `chestx bench model` with the project venv's python."""
 import argparse
 import json
+import os
 import resource
+import subprocess
 import time
 
 import torch
@@ -89,6 +91,21 @@ def wcel(logits, y):
     return (bp * pos + bn * neg).mean()
 
 
+def held_gpu_mb():
+    """This process's GPU memory as nvidia-smi counts it (None when it is not listed)."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, check=False).stdout
+    except OSError:
+        return None
+    for line in out.splitlines():
+        pid, _, mb = line.partition(",")
+        if pid.strip() == str(os.getpid()):
+            return float(mb)
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--arch", default="resnet50")
@@ -98,14 +115,18 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--cudnn-benchmark", action="store_true")
+    ap.add_argument("--channels-last", action="store_true", help="tuned by hand: NHWC weights and input")
     a = ap.parse_args()
+    torch.backends.cudnn.benchmark = a.cudnn_benchmark
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     dev = torch.device(a.device)
     sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
-    net = ChestNet(a.arch, 14, 1024, 10.0).to(dev)
+    fmt = torch.channels_last if a.channels_last else torch.contiguous_format
+    net = ChestNet(a.arch, 14, 1024, 10.0).to(dev, memory_format=fmt)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    x = torch.randn(a.batch, 3, a.input, a.input, device=dev)
+    x = torch.randn(a.batch, 3, a.input, a.input, device=dev).contiguous(memory_format=fmt)
     y = (torch.rand(a.batch, 14, device=dev) < 0.2).float()
 
     def train_step():
@@ -143,6 +164,7 @@ def main():
     }
     if dev.type == "cuda":
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        out["held_gpu_mb"] = held_gpu_mb()
     print(json.dumps(out))
 
 

@@ -46,27 +46,34 @@ def main():
     ap.add_argument("--input", type=int, default=224)
     ap.add_argument("--steps", type=int, default=24)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
+    dev = torch.device(a.device)
+    sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     files = sorted(os.path.join(a.images, f) for f in os.listdir(a.images) if f.endswith(".png"))
-    net = ChestNet(a.arch, 14, 1024, 10.0)
+    net = ChestNet(a.arch, 14, 1024, 10.0).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     dl = DataLoader(Pngs(files, a.input, 0), batch_size=a.batch, shuffle=True, num_workers=a.threads,
-                    persistent_workers=True, prefetch_factor=2, drop_last=True)
+                    persistent_workers=True, prefetch_factor=2, drop_last=True,
+                    pin_memory=dev.type == "cuda")
     net.train()
     done, t0, warm = 0, None, 2
     while done < a.steps + warm:
         for x, y in dl:
             y[:, 0] = 1.0  # some positives so W-CEL has both terms
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             opt.zero_grad()
             wcel(net(x), y).backward()
             opt.step()
             done += 1
             if done == warm:
+                sync()
                 t0 = time.perf_counter()
             if done >= a.steps + warm:
                 break
+    sync()
     ips = a.steps * a.batch / (time.perf_counter() - t0)
     print(json.dumps({"train_images_per_s": ips}))
 

@@ -3,6 +3,25 @@
 use plotters::prelude::*;
 use std::path::Path;
 
+/// Registers DejaVu Sans, compiled into the binary, as plotters' `sans-serif`: a plot's text
+/// then needs no system fonts (a GPU server or container often has none, and fontconfig's
+/// failure would fail the whole evaluation) and looks the same on every machine.
+fn register_fonts() -> Result<(), String> {
+    static FONTS: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    FONTS
+        .get_or_init(|| {
+            for (style, bytes) in [
+                (FontStyle::Normal, dejavu::sans::regular()),
+                (FontStyle::Bold, dejavu::sans::bold()),
+            ] {
+                plotters::style::register_font("sans-serif", style, bytes)
+                    .map_err(|_| "the compiled-in DejaVu Sans font did not load".to_string())?;
+            }
+            Ok(())
+        })
+        .clone()
+}
+
 /// One curve: label (with its AUC) and points.
 pub struct Curve {
     pub label: String,
@@ -58,6 +77,7 @@ where
 
 /// Write `stem.png` and `stem.svg` with all curves.
 pub fn roc_plots(stem: &Path, title: &str, curves: &[Curve]) -> Result<(), String> {
+    register_fonts()?;
     let png = stem.with_extension("png");
     let svg = stem.with_extension("svg");
     draw(
@@ -72,4 +92,38 @@ pub fn roc_plots(stem: &Path, title: &str, curves: &[Curve]) -> Result<(), Strin
         curves,
     )
     .map_err(|m| format!("{}: {m}", svg.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Dark pixels in rows `rows` of a grey rendering (text, axes, curves are dark on white).
+    fn dark_pixels(img: &image::GrayImage, rows: std::ops::Range<u32>) -> usize {
+        rows.flat_map(|y| (0..img.width()).map(move |x| (x, y)))
+            .filter(|&(x, y)| img.get_pixel(x, y)[0] < 128)
+            .count()
+    }
+
+    #[test]
+    fn writes_both_plots_with_their_text_rendered_by_the_compiled_in_font() {
+        let tmp = tempfile::tempdir().unwrap();
+        let stem = tmp.path().join("roc");
+        let curves = [Curve {
+            label: "Mass (AUC 0.750)".into(),
+            points: vec![(0.0, 0.0), (0.25, 0.75), (1.0, 1.0)],
+        }];
+        roc_plots(&stem, "ROC, test split", &curves).unwrap();
+        let png = image::open(stem.with_extension("png")).unwrap().to_luma8();
+        assert_eq!(png.dimensions(), (760, 640));
+        // The caption sits in the top strip, above the plot's frame: only its glyphs are dark there.
+        let caption = dark_pixels(&png, 0..30);
+        assert!(caption > 100, "caption strip has {caption} dark pixels");
+        // Without a title, the strip is blank.
+        roc_plots(&stem, "", &curves).unwrap();
+        let blank = image::open(stem.with_extension("png")).unwrap().to_luma8();
+        assert_eq!(dark_pixels(&blank, 0..12), 0);
+        let svg = std::fs::read_to_string(stem.with_extension("svg")).unwrap();
+        assert!(svg.contains("Mass (AUC 0.750)"));
+    }
 }

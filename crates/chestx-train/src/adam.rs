@@ -17,6 +17,7 @@
 //! forward pass may name convolutions whose gradients are cheaper formed here than by autograd
 //! ([`Adam::backward_step_with`], [`chestx_model::manual_conv`]).
 
+use crate::layout::ConvLayout;
 use chestx_model::manual_conv::{laid_like, ManualConv, Part};
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
@@ -38,10 +39,25 @@ pub struct Adam {
     pub v: BTreeMap<String, Tensor>,
     /// Per parameter, the output kept between steps for a gradient formed by GEMM.
     gemm_buffers: Vec<Option<Tensor>>,
+    layout: ConvLayout,
+    /// The update by tensor ops over the flat buffers (a GPU's) rather than the fused CPU pass.
+    tensor_ops: bool,
 }
 
 impl Adam {
+    /// An optimizer over every trainable variable of `vs`, convolution weights re-laid in the
+    /// device's [`ConvLayout::for_training`] order.
     pub fn new(vs: &tch::nn::VarStore, lr: f64, weight_decay: f64) -> Adam {
+        Adam::with_layout(vs, lr, weight_decay, ConvLayout::for_training(vs.device()))
+    }
+
+    /// [`Adam::new`] with the convolution weights' memory order chosen by the caller.
+    pub fn with_layout(
+        vs: &tch::nn::VarStore,
+        lr: f64,
+        weight_decay: f64,
+        layout: ConvLayout,
+    ) -> Adam {
         let mut params: Vec<(String, Tensor)> = vs
             .variables()
             .into_iter()
@@ -49,7 +65,7 @@ impl Adam {
             .collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
         let device = vs.device();
-        let channels_last = !device.is_cuda();
+        let channels_last = layout == ConvLayout::Nhwc;
         let total: i64 = params.iter().map(|(_, p)| p.numel() as i64).sum();
         let flat = Tensor::zeros([total], (Kind::Float, device));
         let m_flat = Tensor::zeros([total], (Kind::Float, device));
@@ -93,7 +109,21 @@ impl Adam {
             m,
             v,
             gemm_buffers: Vec::new(),
+            layout,
+            tensor_ops: device.is_cuda(),
         }
+    }
+
+    /// Updates by the GPU's tensor ops on any device, so that a machine without one can check
+    /// that update against the formula.
+    pub fn with_tensor_op_update(mut self) -> Adam {
+        self.tensor_ops = true;
+        self
+    }
+
+    /// The memory order the convolution weights were given.
+    pub fn layout(&self) -> ConvLayout {
+        self.layout
     }
 
     /// Backpropagate `loss` to every parameter and update them.
@@ -164,7 +194,7 @@ impl Adam {
             })
             .collect();
         self.t += 1;
-        if self.flat.device().is_cuda() {
+        if self.tensor_ops {
             self.step_flat(&grads);
         } else {
             self.step_fused(&grads);
@@ -207,36 +237,44 @@ impl Adam {
     }
 
     /// On a GPU the update is launch-bound: a few kernels over the flat buffers.
+    /// On a GPU the update is memory-bound too, and each tensor op is one pass over the 45 M floats
+    /// of a ResNet-50 and its transition layer: nine kernels over the flat buffers (twelve before),
+    /// the bias corrections and step size folded into scalars rather than given passes of their own.
     fn step_flat(&mut self, grads: &[Tensor]) {
         let (b1, b2) = (self.beta1, self.beta2);
         let c1 = 1.0 - b1.powi(self.t as i32);
-        let c2 = 1.0 - b2.powi(self.t as i32);
+        let sqrt_c2 = (1.0 - b2.powi(self.t as i32)).sqrt();
+        let channels_last = self.layout == ConvLayout::Nhwc;
         tch::no_grad(|| {
-            // (On a GPU every variable is a plain view of its slot, so logical order is buffer order.)
+            // Each gradient in its parameter's buffer order.
             let grads: Vec<Tensor> = self
                 .params
                 .iter()
                 .zip(grads)
-                .map(|((_, p), g)| {
-                    if g.defined() {
-                        g.reshape([-1])
-                    } else {
-                        p.zeros_like().view([-1])
+                .map(|((_, p), g)| match (g.defined(), p.dim()) {
+                    (false, _) => p.zeros_like().reshape([-1]),
+                    (true, 4) if channels_last => {
+                        laid_like(g, p).permute([0, 2, 3, 1]).reshape([-1])
                     }
+                    (true, _) => g.reshape([-1]),
                 })
                 .collect();
             let g = Tensor::cat(&grads, 0);
             // m = b1·m + (1−b1)·g ; v = b2·v + (1−b2)·g²
             let _ = self.m_flat.lerp_(&g, 1.0 - b1);
-            let _ = self.v_flat.g_mul_scalar_(b2);
-            let _ = self.v_flat.addcmul_(&(&g * (1.0 - b2)), &g);
-            let mut denom = (&self.v_flat / c2).sqrt();
-            let _ = denom.g_add_scalar_(self.eps);
+            let _ = self.v_flat.lerp_(&g.square(), 1.0 - b2);
+            if self.lr <= 0.0 {
+                return; // the end of a cosine schedule: nothing moves
+            }
+            // p −= lr/c1 · m / (√(v/c2) + ε), i.e. p += m / ((√v + ε·√c2) · −c1/(lr·√c2)).
+            let mut denom = self.v_flat.sqrt();
+            let _ = denom
+                .g_add_scalar_(self.eps * sqrt_c2)
+                .g_mul_scalar_(-c1 / (self.lr * sqrt_c2));
             if self.weight_decay > 0.0 {
                 let _ = self.flat.g_mul_scalar_(1.0 - self.lr * self.weight_decay);
             }
-            let step = (&self.m_flat / denom) * (self.lr / c1);
-            let _ = self.flat.g_sub_(&step);
+            let _ = self.flat.addcdiv_(&self.m_flat, &denom);
         });
     }
 }

@@ -6,10 +6,12 @@ mod adam;
 pub mod checkpoint;
 pub mod evaluate;
 pub mod heat;
+pub mod layout;
 pub mod predict;
 
 pub use adam::Adam;
 pub use checkpoint::RunState;
+pub use layout::ConvLayout;
 
 use chestx_core::Finding;
 use chestx_data::{epoch_order, Dataset, Loader, LoaderConfig, Sample, SampleOptions, Split};
@@ -149,6 +151,7 @@ impl Run {
         let mut vs = VarStore::new(self.device);
         let net = ChestNet::new(&vs.root(), self.config.model.clone());
         checkpoint::load(checkpoint, &mut vs, None)?;
+        layout::relayout(&vs, ConvLayout::for_inference(self.device));
         Ok((vs, net))
     }
 }
@@ -236,9 +239,34 @@ pub fn batch_tensors(
     columns: &[usize],
     device: Device,
 ) -> (Tensor, Tensor) {
-    let x = Tensor::from_slice(&b.images)
-        .view([b.n as i64, 3, size, size])
-        .to_device(device);
+    let shape = [b.n as i64, 3, size, size];
+    assert_eq!(
+        b.images.len() as i64,
+        shape.iter().product::<i64>(),
+        "a batch's pixels fill [n, 3, size, size]"
+    );
+    let x = if device.is_cuda() {
+        // Staged once through pinned host memory, then copied without blocking: the host goes on to
+        // queue the step's kernels while the copy runs (a pageable copy would wait for the GPU to
+        // finish the previous step first), and the pinned block goes back to libtorch's cache.
+        // SAFETY: the view reads `b.images` (its length checked above), which outlives it; the
+        // pinning has copied the pixels when it returns.
+        let pixels = unsafe {
+            Tensor::from_blob(
+                b.images.as_ptr().cast::<u8>(),
+                &shape,
+                &[],
+                tch::Kind::Float,
+                Device::Cpu,
+            )
+        };
+        // (`_pin_memory`, not `pin_memory`: tch passes a device, which the latter warns of.)
+        pixels
+            .internal_pin_memory(device)
+            .to_device_(device, tch::Kind::Float, true, false)
+    } else {
+        Tensor::from_slice(&b.images).view(shape)
+    };
     let per = b.labels.len() / b.n.max(1);
     let y: Vec<f32> = (0..b.n)
         .flat_map(|i| columns.iter().map(move |&c| b.labels[i * per + c]))
@@ -440,6 +468,15 @@ pub fn train(
             let (x, y) = batch_tensors(&b, size, &columns, device);
             let out = net.forward(&x, true);
             let loss = cfg.loss.compute(&out.logits, &y);
+            if cfg.cosine {
+                let total = (cfg.epochs * loader.total_batches).max(1) as f64;
+                let progress = (state.global_step as f64 / total).min(1.0);
+                adam.lr = cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+            }
+            adam.backward_step_with(&loss, &out.manual);
+            // Read after the whole step is queued: on a GPU, reading it before the backward pass
+            // would stall the host between forward and backward. A non-finite loss has spoilt this
+            // step's update, so the run stops before any checkpoint holds it.
             let value = loss.double_value(&[]);
             if !value.is_finite() {
                 return Err(TrainError::NonFinite {
@@ -448,12 +485,6 @@ pub fn train(
                     step: state.global_step,
                 });
             }
-            if cfg.cosine {
-                let total = (cfg.epochs * loader.total_batches).max(1) as f64;
-                let progress = (state.global_step as f64 / total).min(1.0);
-                adam.lr = cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
-            }
-            adam.backward_step_with(&loss, &out.manual);
             loss_sum += value * b.n as f64;
             seen += b.n;
             state.batch = b.index + 1;

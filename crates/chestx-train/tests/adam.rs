@@ -1,7 +1,7 @@
 //! The optimizer's first update against Adam's formula, for a convolution weight (laid out
 //! channels-last in the flat buffer on a CPU) and a linear layer, with gradients taken fresh.
 
-use chestx_train::Adam;
+use chestx_train::{Adam, ConvLayout};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
@@ -49,6 +49,23 @@ fn first_update_follows_adam_for_channels_last_convolutions_too() {
 /// layout slip would show here as a wrong element).
 #[test]
 fn later_steps_follow_adamw_in_double_precision() {
+    later_steps_follow_adamw(Adam::new);
+}
+
+/// The same for the update a GPU runs (tensor ops over the flat buffers, scalars folded), in both
+/// weight layouts: channels-last gradients must be re-laid in buffer order before the update.
+#[test]
+fn the_gpu_update_follows_adamw_in_either_weight_layout() {
+    for layout in [ConvLayout::Nchw, ConvLayout::Nhwc] {
+        later_steps_follow_adamw(|vs, lr, wd| {
+            let adam = Adam::with_layout(vs, lr, wd, layout).with_tensor_op_update();
+            assert_eq!(adam.layout(), layout);
+            adam
+        });
+    }
+}
+
+fn later_steps_follow_adamw(make: impl Fn(&nn::VarStore, f64, f64) -> Adam) {
     tch::manual_seed(12);
     let vs = nn::VarStore::new(Device::Cpu);
     let conv = nn::conv2d(vs.root() / "c", 3, 5, 3, Default::default());
@@ -65,7 +82,7 @@ fn later_steps_follow_adamw_in_double_precision() {
         .sum(Kind::Float)
     };
     let (lr, wd) = (0.02, 0.1);
-    let mut adam = Adam::new(&vs, lr, wd);
+    let mut adam = make(&vs, lr, wd);
     let vars = sorted_variables(&vs);
     let double = |t: &Tensor| t.detach().to_kind(Kind::Double);
     let mut m: Vec<Tensor> = vars.iter().map(|(_, p)| double(p).zeros_like()).collect();

@@ -7,6 +7,7 @@ use chestx_model::{Arch, Loss, ModelConfig, Pooling};
 use chestx_synth::{write_dataset, Backgrounds, SynthConfig};
 use chestx_train::{
     load_split, per_class_auc, predict_samples, train, Controls, Outcome, Quiet, Run, TrainConfig,
+    TrainError,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -193,6 +194,46 @@ fn a_new_run_refuses_a_folder_that_holds_one() {
         &ctl,
     );
     assert!(again.unwrap_err().to_string().contains("--resume"));
+}
+
+#[test]
+fn a_diverging_run_stops_with_a_clear_error_and_no_checkpoint_of_the_bad_step() {
+    let _guard = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    tch::set_num_threads(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    phantoms(&data, 40, 64);
+    let run = tmp.path().join("run");
+    // Adam moves every weight by about lr per step: 1e30 overflows the activations at once.
+    let mut cfg = config(&data, 64, 3);
+    cfg.lr = 1e30;
+    cfg.checkpoint_every = 1;
+    let err = train(
+        &run,
+        Some(cfg),
+        Device::Cpu,
+        false,
+        &Quiet,
+        &Controls::default(),
+    )
+    .unwrap_err();
+    let TrainError::NonFinite { value, epoch, step } = err else {
+        panic!("expected a non-finite loss, got: {err}");
+    };
+    assert!(!value.is_finite());
+    assert!(epoch >= 1);
+    assert!(step >= 1, "the first step starts from finite weights");
+    let msg = err.to_string();
+    assert!(msg.contains("lower the learning rate"), "{msg}");
+    // The checkpoints written before the bad step hold finite weights only.
+    let latest = run.join("latest.safetensors");
+    assert!(latest.exists(), "one checkpoint per step was asked for");
+    for (name, t) in Tensor::read_safetensors(&latest).unwrap() {
+        if t.is_floating_point() {
+            let finite = t.isfinite().all().int64_value(&[]) == 1;
+            assert!(finite, "{name} holds a non-finite value");
+        }
+    }
 }
 
 /// The phantoms re-described in the CheXpert layout beside them: `Pleural Effusion`, `Mass` and

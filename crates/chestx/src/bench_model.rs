@@ -4,7 +4,8 @@
 use crate::bench::Rounds;
 use anyhow::{bail, Context, Result};
 use chestx_model::{parse_device, Arch, ChestNet, Loss, ModelConfig, Pooling};
-use chestx_train::Adam;
+use chestx_train::layout::relayout;
+use chestx_train::{Adam, ConvLayout};
 use clap::Args;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -31,6 +32,18 @@ pub struct ModelBenchArgs {
     torch_threads: i32,
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// On CUDA, let cuDNN time its algorithms for each shape first (both sides): faster steps at a
+    /// fixed input size, at the cost of bitwise run-to-run determinism.
+    #[arg(long)]
+    cudnn_benchmark: bool,
+    /// Memory order of our side's convolution weights while training (auto: what `chestx train`
+    /// uses on the device).
+    #[arg(long, value_enum, default_value_t = LayoutArg::Auto)]
+    layout: LayoutArg,
+    /// The same for inference, which runs as `chestx eval`/`predict` do: on a network loaded
+    /// afresh, its weights laid out for inference (auto: what they use on the device).
+    #[arg(long, value_enum, default_value_t = LayoutArg::Auto)]
+    infer_layout: LayoutArg,
     /// Python with torch + torchvision for the reference (default: .venv/bin/python).
     #[arg(long, default_value = ".venv/bin/python")]
     python: PathBuf,
@@ -42,13 +55,59 @@ pub struct ModelBenchArgs {
     rust_only: bool,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum LayoutArg {
+    Auto,
+    Nchw,
+    Nhwc,
+}
+
+impl LayoutArg {
+    fn or(self, auto: ConvLayout) -> ConvLayout {
+        match self {
+            LayoutArg::Auto => auto,
+            LayoutArg::Nchw => ConvLayout::Nchw,
+            LayoutArg::Nhwc => ConvLayout::Nhwc,
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            LayoutArg::Auto => "auto",
+            LayoutArg::Nchw => "nchw",
+            LayoutArg::Nhwc => "nhwc",
+        }
+    }
+}
+
 #[derive(serde::Serialize, serde::Deserialize, Debug)]
 struct Side {
     train_images_per_s: f64,
     infer_images_per_s: f64,
     peak_rss_mb: f64,
+    /// What the reference's caching allocator handed out at most (torch.cuda.max_memory_allocated).
     #[serde(default)]
     peak_gpu_mb: Option<f64>,
+    /// The GPU memory the process holds when it ends, as the driver counts it (nvidia-smi): the
+    /// caching allocator keeps its peak, so this is comparable across both sides.
+    #[serde(default)]
+    held_gpu_mb: Option<f64>,
+}
+
+/// This process's GPU memory as nvidia-smi reports it; None without nvidia-smi or when the
+/// process is not listed (another PID namespace).
+fn held_gpu_mb() -> Option<f64> {
+    let out = Command::new("nvidia-smi")
+        .args([
+            "--query-compute-apps=pid,used_memory",
+            "--format=csv,noheader,nounits",
+        ])
+        .output()
+        .ok()?;
+    let me = std::process::id().to_string();
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let (pid, mb) = l.split_once(',')?;
+        (pid.trim() == me).then(|| mb.trim().parse().ok())?
+    })
 }
 
 fn peak_rss_mb() -> f64 {
@@ -72,13 +131,17 @@ fn rust_side(a: &ModelBenchArgs) -> Result<Side> {
     tch::set_num_threads(a.torch_threads);
     tch::manual_seed(0);
     let device = parse_device(&a.device).map_err(anyhow::Error::msg)?;
+    if device.is_cuda() {
+        tch::Cuda::cudnn_set_benchmark(a.cudnn_benchmark);
+    }
     let arch: Arch = a.arch.parse().map_err(anyhow::Error::msg)?;
     let vs = tch::nn::VarStore::new(device);
     let mut cfg = ModelConfig::new(arch, (0..14).map(|i| format!("c{i}")).collect());
     cfg.input_size = a.input;
     cfg.pooling = Pooling::Lse { r: 10.0 };
-    let net = ChestNet::new(&vs.root(), cfg);
-    let mut adam = Adam::new(&vs, 1e-4, 0.0);
+    let net = ChestNet::new(&vs.root(), cfg.clone());
+    let train_layout = a.layout.or(ConvLayout::for_training(device));
+    let mut adam = Adam::with_layout(&vs, 1e-4, 0.0, train_layout);
     let x = Tensor::randn([a.batch, 3, a.input, a.input], (Kind::Float, device));
     let y = Tensor::rand([a.batch, 14], (Kind::Float, device))
         .lt(0.2)
@@ -98,14 +161,22 @@ fn rust_side(a: &ModelBenchArgs) -> Result<Side> {
     }
     sync(device);
     let train = (a.steps as i64 * a.batch) as f64 / t.elapsed().as_secs_f64();
+    let mut infer_vs = tch::nn::VarStore::new(device);
+    let infer_net = ChestNet::new(&infer_vs.root(), cfg);
+    infer_vs.copy(&vs)?;
+    relayout(
+        &infer_vs,
+        a.infer_layout.or(ConvLayout::for_inference(device)),
+    );
+    drop((net, adam, vs));
     let infer = tch::no_grad(|| {
         for _ in 0..a.warmup {
-            let _ = net.forward(&x, false);
+            let _ = infer_net.forward(&x, false);
         }
         sync(device);
         let t = Instant::now();
         for _ in 0..a.steps {
-            let _ = net.forward(&x, false);
+            let _ = infer_net.forward(&x, false);
         }
         sync(device);
         (a.steps as i64 * a.batch) as f64 / t.elapsed().as_secs_f64()
@@ -115,6 +186,7 @@ fn rust_side(a: &ModelBenchArgs) -> Result<Side> {
         infer_images_per_s: infer,
         peak_rss_mb: peak_rss_mb(),
         peak_gpu_mb: None,
+        held_gpu_mb: device.is_cuda().then(held_gpu_mb).flatten(),
     })
 }
 
@@ -144,6 +216,15 @@ pub fn run(a: ModelBenchArgs) -> Result<ExitCode> {
     ] {
         rust_cmd.args([k, &v]);
     }
+    if a.cudnn_benchmark {
+        rust_cmd.arg("--cudnn-benchmark");
+    }
+    rust_cmd.args([
+        "--layout",
+        a.layout.name(),
+        "--infer-layout",
+        a.infer_layout.name(),
+    ]);
     let parse = |out: std::process::Output, who: &str| -> Result<Side> {
         if !out.status.success() {
             bail!(
@@ -155,11 +236,22 @@ pub fn run(a: ModelBenchArgs) -> Result<ExitCode> {
         let line = text.lines().last().unwrap_or_default();
         serde_json::from_str(line).with_context(|| format!("{who} side printed {text:?}"))
     };
+    let device = parse_device(&a.device).map_err(anyhow::Error::msg)?;
     println!(
-        "bench model: {} batch {} at {}x{}, f32, {} threads, device {}, {} timed steps after {} warm-up",
-        a.arch, a.batch, a.input, a.input, a.torch_threads, a.device, a.steps, a.warmup
+        "bench model: {} batch {} at {}x{}, f32, {} threads, device {}{}, our weights {:?} to train, {:?} to infer, {} timed steps after {} warm-up",
+        a.arch,
+        a.batch,
+        a.input,
+        a.input,
+        a.torch_threads,
+        a.device,
+        if a.cudnn_benchmark { " (cudnn.benchmark)" } else { "" },
+        a.layout.or(ConvLayout::for_training(device)),
+        a.infer_layout.or(ConvLayout::for_inference(device)),
+        a.steps,
+        a.warmup
     );
-    let py_args = crate::bench::flag_args(&[
+    let mut py_args = crate::bench::flag_args(&[
         ("--arch", a.arch.to_ascii_lowercase()),
         ("--device", a.device.clone()),
         ("--batch", a.batch.to_string()),
@@ -168,9 +260,12 @@ pub fn run(a: ModelBenchArgs) -> Result<ExitCode> {
         ("--warmup", a.warmup.to_string()),
         ("--threads", a.torch_threads.to_string()),
     ]);
+    if a.cudnn_benchmark {
+        py_args.push("--cudnn-benchmark".into());
+    }
     let rounds = a.rounds.max(1);
     let (mut train, mut infer, mut rss) = (Rounds::default(), Rounds::default(), Rounds::default());
-    let mut gpu = Vec::new();
+    let (mut gpu, mut held) = (Vec::new(), Rounds::default());
     for round in 0..rounds {
         let reference = || -> Result<Side> {
             serde_json::from_value(crate::bench::python_reference(
@@ -200,6 +295,10 @@ pub fn run(a: ModelBenchArgs) -> Result<ExitCode> {
             r.theirs.push(theirs);
         }
         gpu.extend(py.peak_gpu_mb);
+        if let (Some(ours), Some(theirs)) = (rust.held_gpu_mb, py.held_gpu_mb) {
+            held.ours.push(ours);
+            held.theirs.push(theirs);
+        }
     }
     println!("{}", crate::bench::header(rounds));
     println!("{}", train.row("train step img/s", 2));
@@ -208,6 +307,9 @@ pub fn run(a: ModelBenchArgs) -> Result<ExitCode> {
     if !gpu.is_empty() {
         let g = crate::bench::median(&gpu);
         println!("{:<26} {:>14} {:>14.0}", "peak GPU MB (torch)", "-", g);
+    }
+    if !held.ours.is_empty() {
+        println!("{}", held.row("GPU MB held (nvidia-smi)", 0));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -232,6 +334,9 @@ pub struct TrainBenchArgs {
     /// Intra-op threads and decode workers for both sides.
     #[arg(long = "torch-threads", default_value_t = 2)]
     torch_threads: i32,
+    /// cpu or cuda: where the step runs (decoding stays on the CPU on both sides).
+    #[arg(long, default_value = "cpu")]
+    device: String,
     #[arg(long, default_value = ".venv/bin/python")]
     python: PathBuf,
     #[arg(long, default_value = "benches/train_pytorch.py")]
@@ -269,7 +374,8 @@ fn rust_train_side(a: &TrainBenchArgs, dir: &std::path::Path) -> Result<f64> {
         .collect();
     let samples = std::sync::Arc::new(samples);
     let arch: Arch = a.arch.parse().map_err(anyhow::Error::msg)?;
-    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let device = parse_device(&a.device).map_err(anyhow::Error::msg)?;
+    let vs = tch::nn::VarStore::new(device);
     let mut cfg = ModelConfig::new(arch, (0..14).map(|i| format!("c{i}")).collect());
     cfg.input_size = a.input;
     let net = ChestNet::new(&vs.root(), cfg);
@@ -294,11 +400,12 @@ fn rust_train_side(a: &TrainBenchArgs, dir: &std::path::Path) -> Result<f64> {
             if b.n < a.batch {
                 continue; // a film failed to decode
             }
-            let (x, y) = chestx_train::batch_tensors(&b, a.input, &columns, Device::Cpu);
+            let (x, y) = chestx_train::batch_tensors(&b, a.input, &columns, device);
             let out = net.forward(&x, true);
             adam.backward_step_with(&Loss::Wcel.compute(&out.logits, &y), &out.manual);
             done += 1;
             if done == warm {
+                sync(device);
                 t0 = Instant::now();
             }
             if done >= a.steps + warm {
@@ -307,6 +414,7 @@ fn rust_train_side(a: &TrainBenchArgs, dir: &std::path::Path) -> Result<f64> {
         }
         epoch += 1;
     }
+    sync(device);
     Ok((a.steps * a.batch) as f64 / t0.elapsed().as_secs_f64())
 }
 
@@ -320,11 +428,12 @@ pub fn run_train_bench(a: TrainBenchArgs) -> Result<ExitCode> {
         .num_threads(a.torch_threads as usize)
         .build_global();
     println!(
-        "bench train: {} batch {} at {} px, PNGs from {}, {} threads (tch intra-op + decode workers), {} timed steps",
-        a.arch, a.batch, a.input, dir.display(), a.torch_threads, a.steps
+        "bench train: {} batch {} at {} px, PNGs from {}, {} threads (tch intra-op + decode workers), device {}, {} timed steps",
+        a.arch, a.batch, a.input, dir.display(), a.torch_threads, a.device, a.steps
     );
     let args = crate::bench::flag_args(&[
         ("--images", dir.display().to_string()),
+        ("--device", a.device.clone()),
         ("--arch", a.arch.to_ascii_lowercase()),
         ("--batch", a.batch.to_string()),
         ("--input", a.input.to_string()),
