@@ -236,7 +236,6 @@ impl Adam {
         });
     }
 
-    /// On a GPU the update is launch-bound: a few kernels over the flat buffers.
     /// On a GPU the update is memory-bound too, and each tensor op is one pass over the 45 M floats
     /// of a ResNet-50 and its transition layer: nine kernels over the flat buffers (twelve before),
     /// the bias corrections and step size folded into scalars rather than given passes of their own.
