@@ -54,23 +54,29 @@ pub fn relayout(vs: &VarStore, layout: ConvLayout) {
     });
 }
 
-/// Whether `t`'s elements lie in `layout`'s order (a 4-D tensor; anything else counts as both).
-pub fn is_laid(t: &Tensor, layout: ConvLayout) -> bool {
-    if t.dim() != 4 {
-        return true;
-    }
-    let (s, st) = (t.size(), t.stride());
-    let want = match layout {
-        ConvLayout::Nchw => [s[1] * s[2] * s[3], s[2] * s[3], s[3], 1],
-        ConvLayout::Nhwc => [s[1] * s[2] * s[3], 1, s[3] * s[1], s[1]],
-    };
-    (0..4).all(|d| s[d] == 1 || st[d] == want[d])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use tch::Kind;
+
+    /// Whether `t`'s elements lie in `layout`'s order (a 4-D tensor; anything else counts as both).
+    fn is_laid(t: &Tensor, layout: ConvLayout) -> bool {
+        if t.dim() != 4 {
+            return true;
+        }
+        let (s, st) = (t.size(), t.stride());
+        let want = match layout {
+            ConvLayout::Nchw => [s[1] * s[2] * s[3], s[2] * s[3], s[3], 1],
+            ConvLayout::Nhwc => [s[1] * s[2] * s[3], 1, s[3] * s[1], s[1]],
+        };
+        (0..4).all(|d| s[d] == 1 || st[d] == want[d])
+    }
+
+    /// `conv`'s weight lies in `layout`'s order and holds the values it had `before`.
+    fn laid_with_values(conv: &tch::nn::Conv2D, layout: ConvLayout, before: &Tensor) {
+        assert!(is_laid(&conv.ws, layout), "{:?}", conv.ws.stride());
+        assert_eq!((&conv.ws - before).abs().max().double_value(&[]), 0.0);
+    }
 
     #[test]
     fn relayout_changes_the_order_and_keeps_the_values() {
@@ -82,21 +88,11 @@ mod tests {
         let y = tch::nn::Module::forward(&conv, &x);
         assert!(is_laid(&conv.ws, ConvLayout::Nchw) && !is_laid(&conv.ws, ConvLayout::Nhwc));
         relayout(&vs, ConvLayout::Nhwc);
-        assert!(
-            is_laid(&conv.ws, ConvLayout::Nhwc),
-            "{:?}",
-            conv.ws.stride()
-        );
-        assert_eq!((&conv.ws - &before).abs().max().double_value(&[]), 0.0);
+        laid_with_values(&conv, ConvLayout::Nhwc, &before);
         let y2 = tch::nn::Module::forward(&conv, &x);
         assert!((&y2 - &y).abs().max().double_value(&[]) < 1e-5);
         relayout(&vs, ConvLayout::Nchw);
-        assert!(
-            is_laid(&conv.ws, ConvLayout::Nchw),
-            "{:?}",
-            conv.ws.stride()
-        );
-        assert_eq!((&conv.ws - &before).abs().max().double_value(&[]), 0.0);
+        laid_with_values(&conv, ConvLayout::Nchw, &before);
         // The bias (1-D) is left alone.
         assert_eq!(conv.bs.as_ref().unwrap().dim(), 1);
     }
