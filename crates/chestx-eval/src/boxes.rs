@@ -84,6 +84,31 @@ impl Heatmap {
         self
     }
 
+    /// Gaussian-smoothed with `sigma` cells (image's separable kernel); `sigma <= 0` keeps the map.
+    pub fn smoothed(&self, sigma: f32) -> Heatmap {
+        if sigma <= 0.0 {
+            return self.clone();
+        }
+        let buf = image::ImageBuffer::<image::Luma<f32>, Vec<f32>>::from_raw(
+            self.width as u32,
+            self.height as u32,
+            self.data.clone(),
+        )
+        .expect("width × height values");
+        Heatmap::new(
+            self.width,
+            self.height,
+            image::imageops::blur(&buf, sigma).into_raw(),
+        )
+    }
+
+    /// The hottest cell as (x, y), when the map has a location at all.
+    pub fn peak(&self) -> Option<(usize, usize)> {
+        self.min_max()?;
+        let i = (0..self.data.len()).max_by(|&a, &b| self.data[a].total_cmp(&self.data[b]))?;
+        Some((i % self.width, i / self.width))
+    }
+
     /// Min-max scaled to 0..=255 (rounded). A constant map carries no location and scales to zeros.
     pub fn to_u8(&self) -> Vec<u8> {
         let Some((lo, hi)) = self.min_max() else {
@@ -108,55 +133,195 @@ pub struct Detection {
     pub cells: usize,
 }
 
-/// Boxes around the 8-connected components of cells whose scaled value is `>= threshold`, mapped to an
-/// output image of `out_w × out_h` (e.g. 1024 × 1024 for NIH). Ordered by peak, strongest first.
-pub fn boxes_from_heatmap(h: &Heatmap, threshold: u8, out_w: f64, out_h: f64) -> Vec<Detection> {
-    let v = h.to_u8();
-    let (w, ht) = (h.width, h.height);
-    let (sx, sy) = (out_w / w as f64, out_h / ht as f64);
-    let mut seen = vec![false; v.len()];
+/// One 8-connected component of a thresholded map, in map cells.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Component {
+    x0: usize,
+    y0: usize,
+    x1: usize,
+    y1: usize,
+    /// The largest value inside.
+    peak: f32,
+    cells: usize,
+    /// Sums of the cells' x and y, for the centroid.
+    sum_x: usize,
+    sum_y: usize,
+}
+
+impl Component {
+    /// Its box in an output image of `out_w × out_h` pixels.
+    fn bbox(&self, map: &Heatmap, out_w: f64, out_h: f64) -> BBox {
+        let (sx, sy) = (out_w / map.width as f64, out_h / map.height as f64);
+        BBox::new(
+            self.x0 as f64 * sx,
+            self.y0 as f64 * sy,
+            (self.x1 - self.x0 + 1) as f64 * sx,
+            (self.y1 - self.y0 + 1) as f64 * sy,
+        )
+    }
+
+    /// The square of the component's area centred on its centroid, in an output image of
+    /// `out_w × out_h` pixels: the box of a round lesion whose map is smeared or split (a detector
+    /// that fires on a nodule's two edges makes one wide, flat component).
+    fn round_bbox(&self, map: &Heatmap, out_w: f64, out_h: f64) -> BBox {
+        let (sx, sy) = (out_w / map.width as f64, out_h / map.height as f64);
+        let n = self.cells as f64;
+        let (cx, cy) = (self.sum_x as f64 / n + 0.5, self.sum_y as f64 / n + 0.5);
+        let half = n.sqrt() / 2.0;
+        BBox::new(
+            (cx - half) * sx,
+            (cy - half) * sy,
+            2.0 * half * sx,
+            2.0 * half * sy,
+        )
+    }
+}
+
+/// The 8-connected components of the cells where `values[i] >= threshold`, in scan order.
+fn components<T: Copy + PartialOrd + Into<f32>>(
+    values: &[T],
+    width: usize,
+    threshold: T,
+) -> Vec<Component> {
+    let height = values.len() / width.max(1);
+    let mut seen = vec![false; values.len()];
     let mut out = Vec::new();
     let mut stack = Vec::new();
-    for start in 0..v.len() {
-        if seen[start] || v[start] < threshold {
+    for start in 0..values.len() {
+        if seen[start] || values[start] < threshold {
             continue;
         }
         seen[start] = true;
         stack.push(start);
-        let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
-        let (mut peak, mut cells) = (0u8, 0usize);
+        let mut c = Component {
+            x0: usize::MAX,
+            y0: usize::MAX,
+            x1: 0,
+            y1: 0,
+            peak: f32::NEG_INFINITY,
+            cells: 0,
+            sum_x: 0,
+            sum_y: 0,
+        };
         while let Some(i) = stack.pop() {
-            let (x, y) = (i % w, i / w);
-            x0 = x0.min(x);
-            x1 = x1.max(x);
-            y0 = y0.min(y);
-            y1 = y1.max(y);
-            peak = peak.max(v[i]);
-            cells += 1;
-            for dy in -1i64..=1 {
-                for dx in -1i64..=1 {
-                    let (nx, ny) = (x as i64 + dx, y as i64 + dy);
-                    if nx < 0 || ny < 0 || nx >= w as i64 || ny >= ht as i64 {
-                        continue;
-                    }
-                    let j = ny as usize * w + nx as usize;
-                    if !seen[j] && v[j] >= threshold {
+            let (x, y) = (i % width, i / width);
+            c.x0 = c.x0.min(x);
+            c.x1 = c.x1.max(x);
+            c.y0 = c.y0.min(y);
+            c.y1 = c.y1.max(y);
+            c.peak = c.peak.max(values[i].into());
+            c.cells += 1;
+            c.sum_x += x;
+            c.sum_y += y;
+            for ny in y.saturating_sub(1)..=(y + 1).min(height - 1) {
+                for nx in x.saturating_sub(1)..=(x + 1).min(width - 1) {
+                    let j = ny * width + nx;
+                    if !seen[j] && values[j] >= threshold {
                         seen[j] = true;
                         stack.push(j);
                     }
                 }
             }
         }
-        let bbox = BBox::new(
-            x0 as f64 * sx,
-            y0 as f64 * sy,
-            (x1 - x0 + 1) as f64 * sx,
-            (y1 - y0 + 1) as f64 * sy,
-        );
-        out.push(Detection { bbox, peak, cells });
+        out.push(c);
     }
-    out.sort_by(|a, b| b.peak.cmp(&a.peak).then(b.cells.cmp(&a.cells)));
     out
+}
+
+/// Boxes around the 8-connected components of cells whose scaled value is `>= threshold`, mapped to an
+/// output image of `out_w × out_h` (e.g. 1024 × 1024 for NIH). Ordered by peak, strongest first.
+pub fn boxes_from_heatmap(h: &Heatmap, threshold: u8, out_w: f64, out_h: f64) -> Vec<Detection> {
+    let v = h.to_u8();
+    let mut comps = components(&v, h.width, threshold);
+    comps.sort_by(|a, b| b.peak.total_cmp(&a.peak).then(b.cells.cmp(&a.cells)));
+    comps
+        .iter()
+        .map(|c| Detection {
+            bbox: c.bbox(h, out_w, out_h),
+            peak: c.peak as u8,
+            cells: c.cells,
+        })
+        .collect()
+}
+
+/// How a heatmap becomes boxes.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub enum BoxRule {
+    /// ChestX-ray8 (Wang et al. 2017): the map min–max scaled to 0–255, a box around every
+    /// 8-connected component at each threshold, pooled over thresholds.
+    Paper { thresholds: Vec<u8> },
+    /// The region around the map's peak, see [`PeakRegions`].
+    PeakRegions(PeakRegions),
+}
+
+impl BoxRule {
+    /// The paper's thresholds, 60 and 180.
+    pub fn paper() -> BoxRule {
+        BoxRule::Paper {
+            thresholds: vec![60, 180],
+        }
+    }
+
+    /// Boxes of `h` in an output image of `out_w × out_h`, strongest first.
+    pub fn boxes(&self, h: &Heatmap, out_w: f64, out_h: f64) -> Vec<BBox> {
+        match self {
+            BoxRule::Paper { thresholds } => thresholds
+                .iter()
+                .flat_map(|&t| boxes_from_heatmap(h, t, out_w, out_h))
+                .map(|d| d.bbox)
+                .collect(),
+            BoxRule::PeakRegions(r) => r.boxes(h, out_w, out_h),
+        }
+    }
+}
+
+/// Boxes that outline the region a heatmap peaks over, with few false boxes.
+///
+/// CAM-style maps are noisy at fine strides (a lesion lights up as a scatter of specks, one per
+/// texture detail the network uses) and thresholding them at a fixed 0–255 level, as the paper does,
+/// draws a box around each speck: high IoBB, no IoU. Here the map is first smoothed at a scale that
+/// joins the specks of one lesion (`sigma`, in map cells), scaled to [0, 1], and cut at `level`
+/// relative to its peak (0.5: the half-maximum contour, the usual width of a blurred blob). Only
+/// components whose own peak reaches `keep` of the map's peak give a box — a second lesion shows
+/// as a second peak of similar height, a speck of background as a low one — and at most `max_boxes`.
+/// With `round`, a component's box is the square of its area around its centroid (for findings that
+/// are round by definition, such as a nodule).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct PeakRegions {
+    pub sigma: f32,
+    pub level: f32,
+    pub keep: f32,
+    pub max_boxes: usize,
+    pub round: bool,
+}
+
+impl PeakRegions {
+    pub fn boxes(&self, h: &Heatmap, out_w: f64, out_h: f64) -> Vec<BBox> {
+        self.boxes_of_smoothed(&h.smoothed(self.sigma), out_w, out_h)
+    }
+
+    /// [`PeakRegions::boxes`] of a map already smoothed by `sigma` (the map the boxes are cut
+    /// from, for overlays and pointing).
+    pub fn boxes_of_smoothed(&self, smoothed: &Heatmap, out_w: f64, out_h: f64) -> Vec<BBox> {
+        let unit = smoothed.clone().unit_scaled();
+        if unit.min_max().is_none() {
+            return Vec::new();
+        }
+        let mut comps = components(&unit.data, unit.width, self.level);
+        comps.retain(|c| c.peak >= self.keep);
+        comps.sort_by(|a, b| b.peak.total_cmp(&a.peak).then(b.cells.cmp(&a.cells)));
+        comps
+            .iter()
+            .take(self.max_boxes)
+            .map(|c| {
+                if self.round {
+                    c.round_bbox(&unit, out_w, out_h)
+                } else {
+                    c.bbox(&unit, out_w, out_h)
+                }
+            })
+            .collect()
+    }
 }
 
 /// Which overlap decides a hit.
@@ -181,6 +346,8 @@ impl Overlap {
 pub struct LocCase {
     pub truth: Vec<BBox>,
     pub detected: Vec<BBox>,
+    /// Where the heatmap peaks, in the same coordinates (none for a flat map).
+    pub peak: Option<(f64, f64)>,
 }
 
 /// Localization at one threshold.
@@ -224,6 +391,70 @@ pub fn localization(cases: &[LocCase], overlap: Overlap, threshold: f64) -> LocS
         },
         truth_boxes: truths,
         images: cases.len(),
+    }
+}
+
+/// What an expert asks beside the accuracy tables: do boxes have the lesion's size, does the map
+/// point at it, and how many boxes appear on films that do not have the finding at all.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct BoxQuality {
+    /// Images whose heatmap peak lies inside one of their true boxes, over images with true boxes
+    /// (the pointing game, with no tolerance).
+    pub pointing: f64,
+    /// Median over true boxes of area(detection with the best IoU) / area(truth): 1 is the right
+    /// size, ≪ 1 specks, ≫ 1 sprawl. `None` when no true box has a detection.
+    pub median_area_ratio: Option<f64>,
+    /// Boxes drawn on films labelled negative for the finding, per such film: the false-alarm rate
+    /// a reader meets.
+    pub false_boxes_per_negative_film: f64,
+    pub negative_films: usize,
+}
+
+impl BoxQuality {
+    /// From the cases with true boxes, and the box counts on negative films.
+    pub fn of(cases: &[LocCase], negative_films: usize, negative_boxes: usize) -> BoxQuality {
+        let pointed = cases
+            .iter()
+            .filter(|c| {
+                c.peak.is_some_and(|(x, y)| {
+                    c.truth
+                        .iter()
+                        .any(|t| x >= t.x && x < t.x + t.w && y >= t.y && y < t.y + t.h)
+                })
+            })
+            .count();
+        let mut ratios: Vec<f64> = cases
+            .iter()
+            .flat_map(|c| {
+                c.truth.iter().filter_map(|t| {
+                    let best = c
+                        .detected
+                        .iter()
+                        .max_by(|a, b| a.iou(t).total_cmp(&b.iou(t)))?;
+                    (t.area() > 0.0).then(|| best.area() / t.area())
+                })
+            })
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let median = match ratios.len() {
+            0 => None,
+            n if n % 2 == 1 => Some(ratios[n / 2]),
+            n => Some((ratios[n / 2 - 1] + ratios[n / 2]) / 2.0),
+        };
+        BoxQuality {
+            pointing: if cases.is_empty() {
+                0.0
+            } else {
+                pointed as f64 / cases.len() as f64
+            },
+            median_area_ratio: median,
+            false_boxes_per_negative_film: if negative_films == 0 {
+                0.0
+            } else {
+                negative_boxes as f64 / negative_films as f64
+            },
+            negative_films,
+        }
     }
 }
 
@@ -337,10 +568,12 @@ mod tests {
                     BBox::new(10.0, 10.0, 50.0, 50.0),
                     BBox::new(500.0, 500.0, 10.0, 10.0),
                 ],
+                peak: None,
             },
             LocCase {
                 truth: vec![truth],
                 detected: vec![BBox::new(50.0, 0.0, 100.0, 100.0)],
+                peak: None,
             },
         ];
         let s = localization(&cases, Overlap::IoBB, 0.5);
@@ -355,8 +588,182 @@ mod tests {
         let empty = vec![LocCase {
             truth: vec![truth],
             detected: vec![],
+            peak: None,
         }];
         assert_eq!(localization(&empty, Overlap::IoBB, 0.1).accuracy, 0.0);
         assert_eq!(localization(&empty, Overlap::IoBB, 0.1).afp, 0.0);
+    }
+
+    /// A disk of radius `r` at (cx, cy) on a `side²` map, with a weak speckle everywhere.
+    fn disk_map(side: usize, blobs: &[(f64, f64, f64, f32)]) -> Heatmap {
+        let data = (0..side * side)
+            .map(|i| {
+                let (x, y) = ((i % side) as f64 + 0.5, (i / side) as f64 + 0.5);
+                let speck = if (i * 7919) % 13 == 0 { 0.3 } else { 0.0 };
+                blobs
+                    .iter()
+                    .map(
+                        |&(cx, cy, r, v)| {
+                            if (x - cx).hypot(y - cy) <= r {
+                                v
+                            } else {
+                                0.0
+                            }
+                        },
+                    )
+                    .fold(speck, f32::max)
+            })
+            .collect();
+        Heatmap::new(side, side, data)
+    }
+
+    #[test]
+    fn peak_regions_outline_the_lesion_where_the_paper_boxes_specks() {
+        let h = disk_map(64, &[(20.0, 30.0, 8.0, 1.0)]);
+        let truth = BBox::new(12.0, 22.0, 16.0, 16.0);
+        let rule = PeakRegions {
+            sigma: 1.0,
+            level: 0.5,
+            keep: 0.5,
+            max_boxes: 2,
+            round: false,
+        };
+        let b = rule.boxes(&h, 64.0, 64.0);
+        assert_eq!(b.len(), 1, "{b:?}");
+        assert!(
+            b[0].iou(&truth) >= 0.8,
+            "{:?} IoU {}",
+            b[0],
+            b[0].iou(&truth)
+        );
+        // The paper's rule at 60 boxes each speck above 0.24 of the range too.
+        let paper = BoxRule::paper().boxes(&h, 64.0, 64.0);
+        assert!(paper.len() > 5, "{}", paper.len());
+        // In output coordinates: the same box on a 4× larger image.
+        let big = rule.boxes(&h, 256.0, 256.0);
+        assert_eq!(big[0], b[0].scaled(4.0, 4.0));
+    }
+
+    #[test]
+    fn peak_regions_keep_a_second_peak_of_similar_height_and_cap_the_count() {
+        let two = disk_map(64, &[(16.0, 16.0, 6.0, 1.0), (46.0, 46.0, 6.0, 0.9)]);
+        let rule = PeakRegions {
+            sigma: 1.0,
+            level: 0.5,
+            keep: 0.5,
+            max_boxes: 2,
+            round: false,
+        };
+        let b = rule.boxes(&two, 64.0, 64.0);
+        assert_eq!(b.len(), 2);
+        // Strongest first.
+        assert!(b[0].x < 20.0 && b[1].x > 30.0, "{b:?}");
+        let one = PeakRegions {
+            max_boxes: 1,
+            ..rule
+        };
+        assert_eq!(one.boxes(&two, 64.0, 64.0), vec![b[0]]);
+        // A second blob at 0.4 of the peak is not a lesion of its own.
+        let weak = disk_map(64, &[(16.0, 16.0, 6.0, 1.0), (46.0, 46.0, 6.0, 0.4)]);
+        assert_eq!(rule.boxes(&weak, 64.0, 64.0).len(), 1);
+        // A flat map has no peak and no box.
+        let flat = Heatmap::new(8, 8, vec![0.5; 64]);
+        assert!(rule.boxes(&flat, 8.0, 8.0).is_empty());
+        assert_eq!(flat.peak(), None);
+    }
+
+    #[test]
+    fn smoothing_keeps_mass_and_the_peak_in_place() {
+        let h = disk_map(32, &[(16.0, 16.0, 3.0, 1.0)]);
+        let s = h.smoothed(2.0);
+        let sum = |m: &Heatmap| m.data.iter().map(|&v| v as f64).sum::<f64>();
+        assert!(
+            (sum(&s) / sum(&h) - 1.0).abs() < 0.05,
+            "{} vs {}",
+            sum(&s),
+            sum(&h)
+        );
+        assert_eq!(s.peak(), Some((16, 16)));
+        assert!(s.data[16 * 32 + 16] < 1.0);
+        assert_eq!(h.smoothed(0.0), h);
+    }
+
+    #[test]
+    fn box_quality_worked_by_hand() {
+        let t = BBox::new(0.0, 0.0, 10.0, 10.0);
+        let cases = vec![
+            // Right size, peak inside.
+            LocCase {
+                truth: vec![t],
+                detected: vec![
+                    BBox::new(1.0, 1.0, 10.0, 10.0),
+                    BBox::new(50.0, 50.0, 1.0, 1.0),
+                ],
+                peak: Some((5.0, 5.0)),
+            },
+            // A speck (area 0.04 of the truth), peak outside.
+            LocCase {
+                truth: vec![t],
+                detected: vec![BBox::new(4.0, 4.0, 2.0, 2.0)],
+                peak: Some((20.0, 5.0)),
+            },
+            // Twice too large; no peak (flat map).
+            LocCase {
+                truth: vec![t],
+                detected: vec![BBox::new(0.0, 0.0, 20.0, 10.0)],
+                peak: None,
+            },
+            // Nothing detected: left out of the area ratio.
+            LocCase {
+                truth: vec![t],
+                detected: vec![],
+                peak: Some((9.9, 9.9)),
+            },
+        ];
+        let q = BoxQuality::of(&cases, 40, 6);
+        assert_eq!(q.pointing, 0.5);
+        assert_eq!(q.median_area_ratio, Some(1.0));
+        assert_eq!(q.false_boxes_per_negative_film, 0.15);
+        assert_eq!(q.negative_films, 40);
+        let none = BoxQuality::of(&[], 0, 0);
+        assert_eq!((none.pointing, none.median_area_ratio), (0.0, None));
+        assert_eq!(none.false_boxes_per_negative_film, 0.0);
+    }
+
+    #[test]
+    fn a_round_box_squares_a_split_component_around_its_centre() {
+        // A nodule whose map lit its left and right edges: one wide, flat component (14 × 6 cells,
+        // joined by a bridge), centred at (20, 20).
+        let mut data = vec![0.0f32; 40 * 40];
+        for y in 17..23 {
+            for x in (13..18).chain(22..27) {
+                data[y * 40 + x] = 1.0;
+            }
+            for x in 18..22 {
+                data[y * 40 + x] = 0.7;
+            }
+        }
+        let h = Heatmap::new(40, 40, data);
+        let rule = PeakRegions {
+            sigma: 0.0,
+            level: 0.6,
+            keep: 0.5,
+            max_boxes: 1,
+            round: false,
+        };
+        let flat = rule.boxes(&h, 40.0, 40.0)[0];
+        assert_eq!((flat.w, flat.h), (14.0, 6.0));
+        let round = PeakRegions {
+            round: true,
+            ..rule
+        }
+        .boxes(&h, 40.0, 40.0)[0];
+        let side = (14.0f64 * 6.0).sqrt();
+        assert!(
+            (round.w - side).abs() < 1e-9 && (round.h - side).abs() < 1e-9,
+            "{round:?}"
+        );
+        assert!((round.x + round.w / 2.0 - 20.0).abs() < 1e-9, "{round:?}");
+        assert!((round.y + round.h / 2.0 - 20.0).abs() < 1e-9, "{round:?}");
     }
 }

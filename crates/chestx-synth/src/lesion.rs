@@ -7,11 +7,15 @@ use rand_chacha::ChaCha8Rng;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LesionKind {
-    /// Small, round.
+    /// Small, round: 14–25 px across at 256 px (NIH's hand-drawn nodule boxes: 12–25 px, 10th–90th
+    /// percentile, at that scale).
     Nodule,
-    /// Larger, lobulated.
+    /// Larger (> 3 cm), lobulated: about 35–60 px across at 256 px (NIH's mass boxes: 19–83 px;
+    /// kept clear of the nodules' sizes, the one thing that tells the two apart here).
     Mass,
-    /// Basal, filling the costophrenic region up to a meniscus that rises laterally.
+    /// Basal fluid filling the costophrenic angle up to a meniscus that rises laterally, denser
+    /// where it is deeper (layering). About 70 px wide, 40–80 px high at 256 px (NIH's effusion
+    /// boxes: 25–80 wide, 22–150 high).
     Effusion,
 }
 
@@ -32,6 +36,8 @@ impl LesionKind {
 pub struct Lesion {
     pub kind: LesionKind,
     pub bbox: BBox,
+    /// 0: the lung on the image's left, 1: on its right.
+    pub lung: usize,
 }
 
 /// Approximate lung fields of a PA radiograph, as fractions of the side: (cx, cy, ax, ay).
@@ -71,15 +77,18 @@ fn local_mean(img: &Gray, u: f32, v: f32, r: f32) -> f32 {
 /// Add one lesion of `kind` to `img` (in place), where the film shows lung (the darkest of a few
 /// candidate places inside the usual lung fields: real films differ in framing, and a lesion over
 /// the heart or a rib would be invisible, a label no reader could confirm), with
-/// `contrast` in [lo, hi]. Returns the lesion with its box (pixels where it adds ≥ 10% of its peak).
+/// `contrast` in [lo, hi], in the given lung or a random one. Returns the lesion with its box
+/// (pixels where it adds ≥ 10% of its peak).
 pub fn implant(
     img: &mut Gray,
     kind: LesionKind,
     rng: &mut ChaCha8Rng,
     contrast: (f32, f32),
+    lung: Option<usize>,
 ) -> Lesion {
     let s = img.width as f32;
-    let (cx, cy, ax, ay) = LUNGS[rng.random_range(0..2)];
+    let lung = lung.unwrap_or_else(|| rng.random_range(0..2)).min(1);
+    let (cx, cy, ax, ay) = LUNGS[lung];
     let side_sign = if cx < 0.5 { -1.0 } else { 1.0 }; // lateral direction of this lung
     let c = rng.random_range(contrast.0..=contrast.1);
     // The lesion's opacity profile at (u, v) in [0,1]² coordinates.
@@ -88,7 +97,7 @@ pub fn implant(
             let (r0, lobes): (f32, f32) = if kind == LesionKind::Nodule {
                 (rng.random_range(0.022..0.04), 0.0)
             } else {
-                (rng.random_range(0.06..0.095), rng.random_range(0.12..0.25))
+                (rng.random_range(0.06..0.10), rng.random_range(0.12..0.25))
             };
             // Centre inside the lung ellipse, with room for the radius: the darkest of a few
             // random candidates, so the lesion sits on lung rather than on heart or bone.
@@ -146,7 +155,9 @@ pub fn implant(
                     0.08,
                     ((u - cx) / ax).powi(2) + ((v - cy) / (ay * 1.1)).powi(2),
                 );
-                smoothstep(0.0, 0.012, level - v).max(0.0) * inside_lung
+                // Layering: 80% of the full opacity just under the meniscus, all of it 0.05 deeper.
+                let layered = 0.8 + 0.2 * ((v - level) / 0.05).clamp(0.0, 1.0);
+                smoothstep(0.0, 0.012, level - v).max(0.0) * inside_lung * layered
             })
         }
     };
@@ -178,5 +189,5 @@ pub fn implant(
     } else {
         BBox::new(0.0, 0.0, 0.0, 0.0)
     };
-    Lesion { kind, bbox }
+    Lesion { kind, bbox, lung }
 }

@@ -93,12 +93,16 @@ pub fn write_dataset(
             } else {
                 rng.random_range(1..=2)
             };
-            let lesions: Vec<Lesion> = (0..count)
-                .map(|_| {
-                    let kind = LesionKind::ALL[rng.random_range(0..3)];
-                    implant(&mut img, kind, &mut rng, cfg.contrast)
-                })
-                .collect();
+            let mut lesions: Vec<Lesion> = Vec::with_capacity(count);
+            for _ in 0..count {
+                let kind = LesionKind::ALL[rng.random_range(0..3)];
+                // Two effusions are bilateral, never two fluid levels in one lung.
+                let lung = lesions
+                    .iter()
+                    .find(|l| kind == LesionKind::Effusion && l.kind == kind)
+                    .map(|l| 1 - l.lung);
+                lesions.push(implant(&mut img, kind, &mut rng, cfg.contrast, lung));
+            }
             // Fresh noise everywhere, so lesion pixels are not marked by their texture.
             for v in img.data.iter_mut() {
                 let n: f32 = (0..4).map(|_| rng.random_range(-1.0f32..1.0)).sum::<f32>() * 0.866;

@@ -2,12 +2,12 @@
 //! with hand-drawn boxes — the paper's localization table (accuracy and average false positives at
 //! T(IoBB) and T(IoU) thresholds) from class activation maps turned into boxes.
 
-use crate::heat::{batch_heat, heat_boxes, ClassHeat, Flips, HeatOptions};
+use crate::heat::{batch_heat, ClassHeat, Localizer};
 use crate::{batch_tensors, columns_of, Run, TrainError};
 use chestx_core::{BBox, Finding};
-use chestx_data::{epoch_order, Loader, LoaderConfig, NihDataset, Sample, Split};
+use chestx_data::{epoch_order, Dataset, Loader, LoaderConfig, NihDataset, Sample, Split};
 use chestx_eval::boxes::{
-    localization, LocCase, LocScore, Overlap, IOBB_THRESHOLDS, IOU_THRESHOLDS,
+    localization, BoxQuality, LocCase, LocScore, Overlap, IOBB_THRESHOLDS, IOU_THRESHOLDS,
 };
 use chestx_eval::{bootstrap_auc_ci, roc_auc, roc_curve};
 use chestx_image::Gray;
@@ -21,8 +21,6 @@ pub struct EvalOptions {
     pub split: Split,
     /// `best.safetensors` (default) or another checkpoint file.
     pub checkpoint: Option<PathBuf>,
-    /// Heatmap thresholds on the 0–255 scale; boxes from all of them are pooled (paper: 60 and 180).
-    pub heat_thresholds: Vec<u8>,
     pub bootstrap: usize,
     pub seed: u64,
     /// Overlays to draw (images with boxes first).
@@ -30,8 +28,8 @@ pub struct EvalOptions {
     pub batch_size: usize,
     /// A box list to use instead of the dataset's own.
     pub boxes: Option<PathBuf>,
-    /// Which heatmap gives the boxes, and how.
-    pub heat: HeatOptions,
+    /// Which heatmaps give the boxes, and how.
+    pub localizer: Localizer,
 }
 
 impl Default for EvalOptions {
@@ -39,13 +37,12 @@ impl Default for EvalOptions {
         EvalOptions {
             split: Split::Test,
             checkpoint: None,
-            heat_thresholds: vec![60, 180],
             bootstrap: 1000,
             seed: 0,
             overlays: 8,
             batch_size: 16,
             boxes: None,
-            heat: HeatOptions::default(),
+            localizer: Localizer::default(),
         }
     }
 }
@@ -56,10 +53,14 @@ pub struct ClassResult {
     pub positives: usize,
     pub auc: Option<f64>,
     pub ci95: Option<(f64, f64)>,
+    /// The probability at and above which the finding is called (Youden's J on the validation
+    /// split); boxes of a gated method appear only then.
+    pub operating_threshold: Option<f32>,
     /// Images with true boxes of this class.
     pub box_images: usize,
-    pub iobb: Vec<LocScore>,
     pub iou: Vec<LocScore>,
+    pub iobb: Vec<LocScore>,
+    pub quality: BoxQuality,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -69,13 +70,56 @@ pub struct EvalResults {
     pub split: String,
     pub images: usize,
     pub failed_images: Vec<String>,
-    pub heat_thresholds: Vec<u8>,
-    pub heat: HeatOptions,
-    /// What the maps are, in words ("LayerCAM maps of layer2 × layer4").
-    pub heat_maps: String,
+    pub localizer: Localizer,
+    /// The localization method, in words.
+    pub method: String,
     pub classes: Vec<ClassResult>,
     pub mean_auc: Option<f64>,
     pub overlays: Vec<String>,
+}
+
+/// What the loop over the split gathers.
+#[derive(Default)]
+struct Gathered {
+    probs: Vec<Vec<f32>>,
+    truth: Vec<Vec<f32>>,
+    failed: Vec<String>,
+    /// Per class: images with true boxes.
+    cases: Vec<Vec<LocCase>>,
+    /// Per class: (films labelled negative, boxes drawn on them).
+    negatives: Vec<(usize, usize)>,
+    /// Probabilities and heatmaps kept for overlays, by sample.
+    kept: Vec<(usize, Vec<f32>, Vec<ClassHeat>)>,
+}
+
+/// The split's films, the model, and the true boxes by (image, finding).
+struct Setup<'a> {
+    run: &'a Run,
+    opts: &'a EvalOptions,
+    net: crate::ChestNet,
+    samples: Arc<Vec<Sample>>,
+    columns: Vec<usize>,
+    classes: Vec<Finding>,
+    truth_boxes: HashMap<(String, Finding), Vec<BBox>>,
+    /// Per class, the operating threshold (validation split), when there is one.
+    thresholds: Option<Vec<f32>>,
+}
+
+impl Setup<'_> {
+    fn boxes_of(&self, image: &str, f: Finding) -> Option<&Vec<BBox>> {
+        self.truth_boxes.get(&(image.to_string(), f))
+    }
+
+    fn has_boxes(&self, image: &str) -> bool {
+        self.classes
+            .iter()
+            .any(|f| self.boxes_of(image, *f).is_some())
+    }
+
+    /// Whether the method draws boxes of class `ci` at probability `p`.
+    fn draws(&self, ci: usize, p: f32) -> bool {
+        !self.opts.localizer.gated() || p >= self.thresholds.as_ref().map_or(0.5, |t| t[ci])
+    }
 }
 
 pub fn evaluate(
@@ -84,12 +128,59 @@ pub fn evaluate(
     opts: &EvalOptions,
     progress: &dyn Fn(usize, usize),
 ) -> Result<EvalResults, TrainError> {
-    let cfg = &run.config;
     let checkpoint = run.checkpoint_or_best(opts.checkpoint.as_deref());
     let (_vs, net) = run.load_model(&checkpoint)?;
-    let heat_maps = opts.heat.describe(&net);
-    opts.heat.stages(&net).map_err(TrainError::Config)?;
-    let ds = crate::open_dataset(&cfg.dataset)?;
+    let ds = crate::open_dataset(&run.config.dataset)?;
+    let setup = setup(run, opts, net, &ds)?;
+    std::fs::create_dir_all(out_dir.join("overlays"))
+        .map_err(|e| TrainError::Io(out_dir.display().to_string(), e.to_string()))?;
+    let g = gather(&setup, progress)?;
+    let split_name = format!("{:?}", opts.split).to_lowercase();
+    let (results, curves) = class_results(&setup, &g);
+    chestx_eval::plot::roc_plots(
+        &out_dir.join("roc"),
+        &format!("ROC, {split_name} split"),
+        &curves,
+    )
+    .map_err(|m| TrainError::Io("roc".into(), m))?;
+    let overlays = write_overlays(&setup, &g.kept, out_dir)?;
+    let defined: Vec<f64> = results.iter().filter_map(|r| r.auc).collect();
+    let res = EvalResults {
+        run: run.dir.display().to_string(),
+        checkpoint: checkpoint.display().to_string(),
+        split: split_name,
+        images: g.probs.len(),
+        failed_images: g.failed,
+        localizer: opts.localizer.clone(),
+        method: opts.localizer.describe(&setup.net),
+        mean_auc: (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64),
+        classes: results,
+        overlays,
+    };
+    if let Some(th) = &setup.thresholds {
+        // Operating thresholds for `chestx predict`, from the validation split.
+        crate::write_atomic(
+            &run.dir.join("thresholds.json"),
+            &serde_json::to_vec(th).expect("serializes"),
+        )?;
+    }
+    let json = serde_json::to_vec_pretty(&res).expect("results serialize");
+    crate::write_atomic(&out_dir.join("results.json"), &json)?;
+    crate::write_atomic(&out_dir.join("report.md"), markdown(&res).as_bytes())?;
+    Ok(res)
+}
+
+fn setup<'a>(
+    run: &'a Run,
+    opts: &'a EvalOptions,
+    net: crate::ChestNet,
+    ds: &Dataset,
+) -> Result<Setup<'a>, TrainError> {
+    let cfg = &run.config;
+    opts.localizer
+        .heat_options(&net)
+        .stages(&net)
+        .map_err(TrainError::Config)?;
     let (samples, _missing) = ds.samples(opts.split, cfg.val_fraction, cfg.seed, &cfg.labels);
     if samples.is_empty() {
         return Err(TrainError::Dataset(
@@ -97,11 +188,8 @@ pub fn evaluate(
             format!("no {:?} images on disk", opts.split),
         ));
     }
-    let samples = Arc::new(samples);
     let columns = columns_of(&cfg.model.classes)?;
     let classes: Vec<Finding> = columns.iter().map(|&c| Finding::DISEASES[c]).collect();
-
-    // True boxes by image and class.
     let box_list = match &opts.boxes {
         Some(p) => {
             let dir = p.parent().unwrap_or(Path::new("."));
@@ -117,17 +205,61 @@ pub fn evaluate(
             .or_default()
             .push(b.bbox);
     }
-    let has_boxes = |img: &str| {
-        classes
-            .iter()
-            .any(|f| truth_boxes.contains_key(&(img.to_string(), *f)))
-    };
+    let thresholds = operating_thresholds(run, ds, &net, &columns, opts.batch_size);
+    Ok(Setup {
+        run,
+        opts,
+        net,
+        samples: Arc::new(samples),
+        columns,
+        classes,
+        truth_boxes,
+        thresholds,
+    })
+}
 
-    std::fs::create_dir_all(out_dir.join("overlays"))
-        .map_err(|e| TrainError::Io(out_dir.display().to_string(), e.to_string()))?;
-    let size = cfg.model.input_size;
+/// Youden's J per class on the validation split — never the split being reported — or `None`
+/// when the dataset has no validation films.
+fn operating_thresholds(
+    run: &Run,
+    ds: &Dataset,
+    net: &crate::ChestNet,
+    columns: &[usize],
+    batch_size: usize,
+) -> Option<Vec<f32>> {
+    let cfg = &run.config;
+    let val = crate::split_of(
+        ds,
+        &cfg.dataset,
+        Split::Val,
+        cfg.val_fraction,
+        cfg.seed,
+        &cfg.labels,
+    )
+    .ok()?;
+    let (vp, vt, _) = crate::predict_samples(
+        net,
+        Arc::new(val),
+        columns,
+        &cfg.loss,
+        batch_size,
+        run.device,
+    );
+    Some(
+        (0..columns.len())
+            .map(|ci| {
+                let (s, t) = crate::known_labels(&vp, &vt, ci);
+                crate::predict::youden_threshold(&s, &t).unwrap_or(0.5) as f32
+            })
+            .collect(),
+    )
+}
+
+/// Probabilities, heatmaps and boxes over the split.
+fn gather(s: &Setup, progress: &dyn Fn(usize, usize)) -> Result<Gathered, TrainError> {
+    let size = s.run.config.model.input_size;
     let lcfg = LoaderConfig {
-        batch_size: opts.batch_size,
+        batch_size: s.opts.batch_size,
         input_size: size as u32,
         shuffle: false,
         augment: false,
@@ -135,198 +267,188 @@ pub fn evaluate(
         prefetch: 2,
     };
     let loader = Loader::start(
-        samples.clone(),
-        epoch_order(samples.len(), 0, 0, false),
+        s.samples.clone(),
+        epoch_order(s.samples.len(), 0, 0, false),
         0,
         0,
         lcfg,
     );
-    let total = loader.total_batches;
-    let mut probs: Vec<Vec<f32>> = Vec::new();
-    let mut truth: Vec<Vec<f32>> = Vec::new();
-    let mut failed = Vec::new();
-    // Per class: localization cases; and heatmaps kept for overlays.
-    let mut cases: Vec<Vec<LocCase>> = vec![Vec::new(); classes.len()];
-    let mut kept: Vec<(usize, Vec<ClassHeat>)> = Vec::new();
-    let mut overlay_budget_plain = opts.overlays / 4;
+    let heat_opts = s.opts.localizer.heat_options(&s.net);
+    let nc = s.classes.len();
+    let mut g = Gathered {
+        cases: vec![Vec::new(); nc],
+        negatives: vec![(0, 0); nc],
+        ..Default::default()
+    };
+    let mut plain_overlays = s.opts.overlays / 4;
     for b in loader.batches.iter() {
-        progress(b.index + 1, total);
-        failed.extend(b.failed.iter().cloned());
+        progress(b.index + 1, loader.total_batches);
+        g.failed.extend(b.failed.iter().cloned());
         if b.n == 0 {
             continue;
         }
-        let (x, y) = batch_tensors(&b, size, &columns, run.device);
-        let (p, heat) = batch_heat(&net, &x, opts.heat).map_err(TrainError::Config)?;
+        let (x, y) = batch_tensors(&b, size, &s.columns, s.run.device);
+        let (p, heat) = batch_heat(&s.net, &x, heat_opts).map_err(TrainError::Config)?;
         let yv: Vec<f32> =
             Vec::<f32>::try_from(y.to_device(Device::Cpu).flatten(0, -1)).unwrap_or_default();
-        let nc = classes.len();
         for (k, &si) in b.samples.iter().enumerate() {
-            probs.push(p[k * nc..(k + 1) * nc].to_vec());
-            truth.push(yv[k * nc..(k + 1) * nc].to_vec());
-            let sample: &Sample = &samples[si];
-            let boxed = has_boxes(&sample.image);
-            let want_overlay = kept.len() < opts.overlays && (boxed || overlay_budget_plain > 0);
-            if !boxed && !want_overlay {
-                continue;
-            }
-            let hms = &heat[k];
-            if boxed {
-                let (w, h) =
-                    image::image_dimensions(&sample.path).unwrap_or((size as u32, size as u32));
-                for (ci, f) in classes.iter().enumerate() {
-                    if let Some(tb) = truth_boxes.get(&(sample.image.clone(), *f)) {
-                        let (_, det) = heat_boxes(
-                            &hms[ci],
-                            size as u32,
-                            &opts.heat_thresholds,
-                            w as f64,
-                            h as f64,
-                        );
-                        cases[ci].push(LocCase {
-                            truth: tb.clone(),
-                            detected: det,
-                        });
-                    }
-                }
-            } else {
-                overlay_budget_plain -= 1;
-            }
+            let (pk, yk) = (&p[k * nc..(k + 1) * nc], &yv[k * nc..(k + 1) * nc]);
+            g.probs.push(pk.to_vec());
+            g.truth.push(yk.to_vec());
+            let boxed = s.has_boxes(&s.samples[si].image);
+            score_image(s, &mut g, &s.samples[si], pk, yk, &heat[k]);
+            let want_overlay = g.kept.len() < s.opts.overlays && (boxed || plain_overlays > 0);
             if want_overlay {
-                kept.push((si, hms.clone()));
+                plain_overlays -= usize::from(!boxed);
+                g.kept.push((si, pk.to_vec(), heat[k].clone()));
             }
         }
     }
+    Ok(g)
+}
 
+/// One film's boxes per class: scored against its true boxes, or counted as false alarms when the
+/// film is labelled negative for the class.
+fn score_image(
+    s: &Setup,
+    g: &mut Gathered,
+    sample: &Sample,
+    p: &[f32],
+    y: &[f32],
+    heat: &[ClassHeat],
+) {
+    let size = s.run.config.model.input_size as u32;
+    let dims = std::cell::OnceCell::new();
+    let dims =
+        || *dims.get_or_init(|| image::image_dimensions(&sample.path).unwrap_or((size, size)));
+    for (ci, f) in s.classes.iter().enumerate() {
+        let truth = s.boxes_of(&sample.image, *f);
+        if truth.is_none() && y[ci] != 0.0 {
+            continue; // positive (or unknown) without boxes: nothing to score
+        }
+        let drawn = s.draws(ci, p[ci]);
+        let Some(tb) = truth else {
+            // A negative film: its boxes are false alarms (none to compute when none are drawn).
+            g.negatives[ci].0 += 1;
+            if drawn {
+                let (w, h) = dims();
+                let (_, boxes) = s
+                    .opts
+                    .localizer
+                    .class_boxes(&heat[ci], *f, size, w as f64, h as f64);
+                g.negatives[ci].1 += boxes.len();
+            }
+            continue;
+        };
+        let (w, h) = dims();
+        let (map, boxes) = s
+            .opts
+            .localizer
+            .class_boxes(&heat[ci], *f, size, w as f64, h as f64);
+        let peak = map.peak().map(|(x, y)| {
+            (
+                (x as f64 + 0.5) * w as f64 / map.width as f64,
+                (y as f64 + 0.5) * h as f64 / map.height as f64,
+            )
+        });
+        g.cases[ci].push(LocCase {
+            truth: tb.clone(),
+            detected: if drawn { boxes } else { Vec::new() },
+            peak,
+        });
+    }
+}
+
+fn class_results(s: &Setup, g: &Gathered) -> (Vec<ClassResult>, Vec<chestx_eval::plot::Curve>) {
     let mut results = Vec::new();
     let mut curves = Vec::new();
-    for (ci, f) in classes.iter().enumerate() {
-        let (s, t) = crate::known_labels(&probs, &truth, ci);
-        let auc = roc_auc(&s, &t);
+    for (ci, f) in s.classes.iter().enumerate() {
+        let (sc, t) = crate::known_labels(&g.probs, &g.truth, ci);
+        let auc = roc_auc(&sc, &t);
         if let Some(a) = auc {
             curves.push(chestx_eval::plot::Curve {
                 label: format!("{} ({a:.3})", f.name()),
-                points: roc_curve(&s, &t),
+                points: roc_curve(&sc, &t),
             });
         }
-        let cs = &cases[ci];
+        let cs = &g.cases[ci];
+        let (neg_films, neg_boxes) = g.negatives[ci];
         results.push(ClassResult {
             finding: f.name().to_string(),
             positives: t.iter().filter(|&&x| x).count(),
             auc,
             ci95: bootstrap_auc_ci(
-                &s,
+                &sc,
                 &t,
-                opts.bootstrap,
+                s.opts.bootstrap,
                 0.95,
-                opts.seed.wrapping_add(ci as u64),
+                s.opts.seed.wrapping_add(ci as u64),
             ),
+            operating_threshold: s.thresholds.as_ref().map(|t| t[ci]),
             box_images: cs.len(),
-            iobb: IOBB_THRESHOLDS
-                .iter()
-                .map(|&th| localization(cs, Overlap::IoBB, th))
-                .collect(),
             iou: IOU_THRESHOLDS
                 .iter()
                 .map(|&th| localization(cs, Overlap::IoU, th))
                 .collect(),
+            iobb: IOBB_THRESHOLDS
+                .iter()
+                .map(|&th| localization(cs, Overlap::IoBB, th))
+                .collect(),
+            quality: BoxQuality::of(cs, neg_films, neg_boxes),
         });
     }
-    let defined: Vec<f64> = results.iter().filter_map(|r| r.auc).collect();
-    let split_name = format!("{:?}", opts.split).to_lowercase();
-    chestx_eval::plot::roc_plots(
-        &out_dir.join("roc"),
-        &format!("ROC, {split_name} split"),
-        &curves,
-    )
-    .map_err(|m| TrainError::Io("roc".into(), m))?;
+    (results, curves)
+}
 
-    // Overlays: the heatmap of each true class (or the top-scoring class), true and detected boxes.
-    let mut overlay_files = Vec::new();
-    for (si, hms) in &kept {
-        let sample = &samples[*si];
+/// Overlays: the heatmap of each true class (or the first class), true and detected boxes.
+fn write_overlays(
+    s: &Setup,
+    kept: &[(usize, Vec<f32>, Vec<ClassHeat>)],
+    out_dir: &Path,
+) -> Result<Vec<String>, TrainError> {
+    let size = s.run.config.model.input_size as u32;
+    let mut files = Vec::new();
+    for (si, p, hms) in kept {
+        let sample = &s.samples[*si];
         let Ok(img) = Gray::open(&sample.path) else {
             continue;
         };
-        let shown: Vec<usize> = {
-            let v: Vec<usize> = (0..classes.len())
-                .filter(|&ci| truth_boxes.contains_key(&(sample.image.clone(), classes[ci])))
-                .collect();
-            if v.is_empty() {
-                vec![0]
-            } else {
-                v
-            }
-        };
+        let mut shown: Vec<usize> = (0..s.classes.len())
+            .filter(|&ci| s.boxes_of(&sample.image, s.classes[ci]).is_some())
+            .collect();
+        if shown.is_empty() {
+            shown.push(0);
+        }
         for ci in shown {
-            let tb = truth_boxes
-                .get(&(sample.image.clone(), classes[ci]))
+            let tb = s
+                .boxes_of(&sample.image, s.classes[ci])
                 .cloned()
                 .unwrap_or_default();
-            let (hm, det) = heat_boxes(
+            let (hm, det) = s.opts.localizer.class_boxes(
                 &hms[ci],
-                size as u32,
-                &opts.heat_thresholds,
+                s.classes[ci],
+                size,
                 img.width as f64,
                 img.height as f64,
             );
+            let det = if s.draws(ci, p[ci]) { det } else { Vec::new() };
             let o = chestx_eval::overlay::render_overlay(&img, Some(&hm), &tb, &det, 0.45);
-            let name = format!("{}_{}.png", overlay_stem(&sample.image), classes[ci].name());
+            let name = format!(
+                "{}_{}.png",
+                overlay_stem(&sample.image),
+                s.classes[ci].name()
+            );
             let path = out_dir.join("overlays").join(&name);
             chestx_eval::overlay::save_overlay(&o, &path)
                 .map_err(|m| TrainError::Io(name.clone(), m))?;
-            overlay_files.push(format!("overlays/{name}"));
+            files.push(format!("overlays/{name}"));
         }
     }
-
-    let res = EvalResults {
-        run: run.dir.display().to_string(),
-        checkpoint: checkpoint.display().to_string(),
-        split: split_name,
-        images: probs.len(),
-        failed_images: failed,
-        heat_thresholds: opts.heat_thresholds.clone(),
-        heat: opts.heat,
-        heat_maps,
-        mean_auc: (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64),
-        classes: results,
-        overlays: overlay_files,
-    };
-    // Operating thresholds for `chestx predict`: Youden's J on the validation split, never the split
-    // being reported.
-    if let Ok(val) = crate::split_of(
-        &ds,
-        &cfg.dataset,
-        Split::Val,
-        cfg.val_fraction,
-        cfg.seed,
-        &cfg.labels,
-    ) {
-        let (vp, vt, _) = crate::predict_samples(
-            &net,
-            Arc::new(val),
-            &columns,
-            &cfg.loss,
-            opts.batch_size,
-            run.device,
-        );
-        let th: Vec<f32> = (0..classes.len())
-            .map(|ci| {
-                let (s, t) = crate::known_labels(&vp, &vt, ci);
-                crate::predict::youden_threshold(&s, &t).unwrap_or(0.5) as f32
-            })
-            .collect();
-        crate::write_atomic(
-            &run.dir.join("thresholds.json"),
-            &serde_json::to_vec(&th).expect("serializes"),
-        )?;
-    }
-    let json = serde_json::to_vec_pretty(&res).expect("results serialize");
-    crate::write_atomic(&out_dir.join("results.json"), &json)?;
-    crate::write_atomic(&out_dir.join("report.md"), markdown(&res).as_bytes())?;
-    Ok(res)
+    Ok(files)
 }
 
-/// The report: AUC table, then localization laid out like the paper's Table 4.
+/// The report: AUC table, then localization — the IoU table first (does a box outline the lesion),
+/// the paper's IoBB table after it, and what an expert asks beside them.
 pub fn markdown(r: &EvalResults) -> String {
     let mut s = format!(
         "# chestx evaluation\n\nrun `{}`, checkpoint `{}`, {} split, {} images",
@@ -351,60 +473,67 @@ pub fn markdown(r: &EvalResults) -> String {
         r.mean_auc.map_or("n/a".into(), |a| format!("{a:.4}"))
     ));
     if r.classes.iter().any(|c| c.box_images > 0) {
-        let ths: Vec<String> = r.heat_thresholds.iter().map(|t| t.to_string()).collect();
-        let kind = &r.heat_maps;
-        let views = match r.heat.flips {
-            Flips::None => "",
-            Flips::Mirror => ", averaged with the mirrored film's (flipped back),",
-            Flips::Both => ", averaged over the film and its three flips (flipped back),",
-        };
-        s.push_str(&format!(
-            "\n## Localization\n\nBoxes from {kind}{views} thresholded at {} (0–255), on images with true boxes. Each cell: accuracy / average false positives per image.\n\n",
-            ths.join(" and ")
-        ));
-        let header: Vec<String> = r
-            .classes
-            .iter()
-            .map(|c| format!("{} (n={})", c.finding, c.box_images))
-            .collect();
-        s.push_str(&format!(
-            "| T | {} |\n|---|{}\n",
-            header.join(" | "),
-            "---|".repeat(r.classes.len())
-        ));
-        for (label, pick) in [("IoBB", true), ("IoU", false)] {
-            let n = if pick {
-                IOBB_THRESHOLDS.len()
-            } else {
-                IOU_THRESHOLDS.len()
-            };
-            for i in 0..n {
-                let th = if pick {
-                    IOBB_THRESHOLDS[i]
-                } else {
-                    IOU_THRESHOLDS[i]
-                };
-                let cells: Vec<String> = r
-                    .classes
-                    .iter()
-                    .map(|c| {
-                        let l = if pick { &c.iobb[i] } else { &c.iou[i] };
-                        if c.box_images == 0 {
-                            "-".into()
-                        } else {
-                            format!("{:.3} / {:.2}", l.accuracy, l.afp)
-                        }
-                    })
-                    .collect();
-                s.push_str(&format!("| T({label})={th} | {} |\n", cells.join(" | ")));
-            }
-        }
+        s.push_str(&localization_markdown(r));
     }
     if !r.overlays.is_empty() {
-        s.push_str("\n## Overlays\n\nGreen: true boxes; red: boxes from the heatmap.\n\n");
+        s.push_str("\n## Overlays\n\nGreen: true boxes; red: boxes drawn by the method.\n\n");
         for o in &r.overlays {
             s.push_str(&format!("![{o}]({o})\n"));
         }
+    }
+    s
+}
+
+/// The localization section: T(IoU) and T(IoBB) tables (accuracy / AFP), then box quality.
+pub fn localization_markdown(r: &EvalResults) -> String {
+    let mut s = format!(
+        "\n## Localization\n\nBoxes by {}. Each cell: accuracy / average false positives per image, on the images with true boxes.\n\n",
+        r.method
+    );
+    let header: Vec<String> = r
+        .classes
+        .iter()
+        .map(|c| format!("{} (n={})", c.finding, c.box_images))
+        .collect();
+    let head = format!(
+        "| T | {} |\n|---|{}\n",
+        header.join(" | "),
+        "---|".repeat(r.classes.len())
+    );
+    let row = |label: &str, th: f64, pick: &dyn Fn(&ClassResult) -> Option<LocScore>| {
+        let cells: Vec<String> = r
+            .classes
+            .iter()
+            .map(|c| match pick(c) {
+                Some(l) if c.box_images > 0 => format!("{:.3} / {:.2}", l.accuracy, l.afp),
+                _ => "-".into(),
+            })
+            .collect();
+        format!("| T({label})={th} | {} |\n", cells.join(" | "))
+    };
+    s.push_str(&head);
+    for (i, &th) in IOU_THRESHOLDS.iter().enumerate() {
+        s.push_str(&row("IoU", th, &|c| c.iou.get(i).copied()));
+    }
+    s.push_str("\nThe paper's measure, intersection over the *detected* box (a speck inside a lesion scores 1):\n\n");
+    s.push_str(&head);
+    for (i, &th) in IOBB_THRESHOLDS.iter().enumerate() {
+        s.push_str(&row("IoBB", th, &|c| c.iobb.get(i).copied()));
+    }
+    s.push_str("\n| | pointing (map peak in a true box) | median detected / true box area | false boxes per film without the finding (films) | operating threshold |\n|---|---:|---:|---:|---:|\n");
+    for c in &r.classes {
+        let q = &c.quality;
+        s.push_str(&format!(
+            "| {} | {:.3} | {} | {:.2} ({}) | {} |\n",
+            c.finding,
+            q.pointing,
+            q.median_area_ratio
+                .map_or("-".into(), |a| format!("{a:.2}")),
+            q.false_boxes_per_negative_film,
+            q.negative_films,
+            c.operating_threshold
+                .map_or("-".into(), |t| format!("{t:.3}")),
+        ));
     }
     s
 }

@@ -11,8 +11,8 @@
 //! placement inside it.
 
 use crate::ChestNet;
-use chestx_core::{BBox, CellGrid};
-use chestx_eval::boxes::{boxes_from_heatmap, Heatmap};
+use chestx_core::{BBox, CellGrid, Finding};
+use chestx_eval::boxes::{BoxRule, Heatmap, PeakRegions};
 use tch::{Device, Tensor};
 
 /// The paper's class activation map, Grad-CAM on the backbone's output, or LayerCAM on one or more
@@ -297,22 +297,185 @@ pub fn batch_heat(
     Ok((probs, heat))
 }
 
-/// One class's heatmap on the `side²` input and its boxes in `out_w × out_h` (the original image,
-/// of which the input is a plain resize): components of the min-max scaled map at each threshold.
-pub fn heat_boxes(
-    heat: &ClassHeat,
-    side: u32,
-    thresholds: &[u8],
-    out_w: f64,
-    out_h: f64,
-) -> (Heatmap, Vec<BBox>) {
-    let hm = heat.on_input(side as usize);
-    let boxes = thresholds
-        .iter()
-        .flat_map(|&t| boxes_from_heatmap(&hm, t, out_w, out_h))
-        .map(|d| d.bbox)
-        .collect();
-    (hm, boxes)
+/// How findings are localized: the maps read and how each class's map becomes boxes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub enum BoxMethod {
+    /// ChestX-ray8 as published: the [`HeatOptions`] map (CAM by default), min–max scaled to 0–255,
+    /// a box around every connected component at each heat threshold (60 and 180), on every film.
+    Paper,
+    /// chestx's peak regions: LayerCAM on the first three backbone stages, averaged over the film
+    /// and its flips, summed, smoothed and cut relative to the peak at a level set by the finding's
+    /// scale ([`region_recipe`], [`PeakRegions`]); boxes only for findings the model calls present.
+    #[default]
+    Regions,
+}
+
+/// A localization method with its settings.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Localizer {
+    pub method: BoxMethod,
+    /// The maps of [`BoxMethod::Paper`] (ignored by `Regions`, which reads its own).
+    pub heat: HeatOptions,
+    /// [`BoxMethod::Paper`]'s thresholds on the 0–255 scale.
+    pub heat_thresholds: Vec<u8>,
+}
+
+impl Default for Localizer {
+    fn default() -> Self {
+        Localizer::regions()
+    }
+}
+
+/// One finding's recipe under [`BoxMethod::Regions`]: which backbone stages' maps (1-based) are
+/// summed, each scaled to [0, 1], and how that map becomes boxes.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct RegionRecipe {
+    pub stages: &'static [usize],
+    pub rule: PeakRegions,
+}
+
+/// The stages and cut of a finding's boxes on a `side`-px input, from the finding's scale.
+///
+/// The first three stages of a ResNet (4-, 8- and 16- or 8-px cells), each scaled to [0, 1], summed:
+/// `layer1` places a small lesion to a few pixels but lights up as specks, the deeper stages answer
+/// to the finding as a whole but blur it, and which one points at a nodule best changes from one
+/// training run to the next — the sum is high where they agree. Smoothed at 1/64 of the side
+/// (4 px at 256), which joins the specks of one lesion and no more, and cut relative to the peak:
+/// at 0.6 for focal findings (a nodule, a mass: one blob, which the stages' receptive fields
+/// widen), at 0.4 for the rest (an effusion or an opacity lights up unevenly over its extent).
+/// A nodule is round by definition: its box is the square of its component's area around the
+/// component's centroid, since detectors that fire on its edges (averaged over mirrored views)
+/// leave one wide, flat component where the lesion is round.
+pub fn region_recipe(finding: Finding, side: usize) -> RegionRecipe {
+    let focal = matches!(finding, Finding::Nodule | Finding::Mass);
+    RegionRecipe {
+        stages: &[1, 2, 3],
+        rule: PeakRegions {
+            sigma: side as f32 / 64.0,
+            level: if focal { 0.6 } else { 0.4 },
+            keep: 0.5,
+            max_boxes: 2,
+            round: finding == Finding::Nodule,
+        },
+    }
+}
+
+impl Localizer {
+    /// ChestX-ray8's method: CAM, thresholds 60 and 180, every component, no gating.
+    pub fn paper() -> Localizer {
+        Localizer {
+            method: BoxMethod::Paper,
+            heat: HeatOptions::default(),
+            heat_thresholds: vec![60, 180],
+        }
+    }
+
+    pub fn regions() -> Localizer {
+        Localizer {
+            method: BoxMethod::Regions,
+            ..Localizer::paper()
+        }
+    }
+
+    /// Whether boxes are drawn only for findings the model calls present.
+    pub fn gated(&self) -> bool {
+        self.method == BoxMethod::Regions
+    }
+
+    /// The maps to compute on `net`.
+    pub fn heat_options(&self, net: &ChestNet) -> HeatOptions {
+        match self.method {
+            BoxMethod::Paper => self.heat,
+            BoxMethod::Regions => {
+                let n = net.config.arch.layers();
+                let layers: Vec<usize> = (1..=n.min(3)).collect();
+                HeatOptions {
+                    kind: HeatmapKind::LayerCam,
+                    flips: Flips::Both,
+                    layers: CamLayers::new(&layers).expect("stages 1..=3"),
+                }
+            }
+        }
+    }
+
+    /// How the report names the method.
+    pub fn describe(&self, net: &ChestNet) -> String {
+        match self.method {
+            BoxMethod::Paper => {
+                let ths: Vec<String> = self.heat_thresholds.iter().map(u8::to_string).collect();
+                let views = match self.heat.flips {
+                    Flips::None => "",
+                    Flips::Mirror => ", averaged with the mirrored film's (flipped back),",
+                    Flips::Both => ", averaged over the film and its three flips (flipped back),",
+                };
+                format!(
+                    "the paper's method: {}{views} min–max scaled to 0–255, a box around every connected component at {} (pooled), on every film",
+                    self.heat.describe(net),
+                    ths.join(" and ")
+                )
+            }
+            BoxMethod::Regions => "peak regions: LayerCAM of layer1 + layer2 + layer3 (each scaled \
+                 to [0, 1]), averaged over the film and its three flips, smoothed (σ = side/64), cut at \
+                 0.6 (focal: Nodule, Mass) or 0.4 (other findings) of the peak, a box per component \
+                 peaking at ≥ 0.5 of the map's peak (for a Nodule the square of its area at its \
+                 centroid), at most 2, only for findings called present (probability ≥ the validation \
+                 split's Youden threshold)"
+                .into(),
+        }
+    }
+
+    /// One class's map on the `side²` input and its boxes in `out_w × out_h` (the original image, of
+    /// which the input is a plain resize).
+    pub fn class_boxes(
+        &self,
+        heat: &ClassHeat,
+        finding: Finding,
+        side: u32,
+        out_w: f64,
+        out_h: f64,
+    ) -> (Heatmap, Vec<BBox>) {
+        let side = side as usize;
+        match self.method {
+            BoxMethod::Paper => {
+                let hm = heat.on_input(side);
+                let rule = BoxRule::Paper {
+                    thresholds: self.heat_thresholds.clone(),
+                };
+                let boxes = rule.boxes(&hm, out_w, out_h);
+                (hm, boxes)
+            }
+            BoxMethod::Regions => {
+                let recipe = region_recipe(finding, side);
+                // Stage k of the recipe is map k - 1 here (the maps are of stages 1, 2, 3); a
+                // backbone with fewer stages gives what it has.
+                let picked: Vec<&StageHeat> = recipe
+                    .stages
+                    .iter()
+                    .filter_map(|&k| heat.stages.get(k - 1))
+                    .collect();
+                let picked = if picked.is_empty() {
+                    heat.stages.iter().collect()
+                } else {
+                    picked
+                };
+                // The smoothed map is the one the boxes are cut from: shown and pointed with.
+                let hm = summed_unit_maps(&picked, side).smoothed(recipe.rule.sigma);
+                let boxes = recipe.rule.boxes_of_smoothed(&hm, out_w, out_h);
+                (hm, boxes)
+            }
+        }
+    }
+}
+
+/// The stages' maps on the input, each scaled to [0, 1], summed: a region lit on any stage counts,
+/// more where several agree.
+fn summed_unit_maps(stages: &[&StageHeat], side: usize) -> Heatmap {
+    let mut maps = stages.iter().map(|s| s.on_input(side).unit_scaled());
+    let first = maps.next().expect("at least one stage");
+    maps.fold(first, |mut acc, m| {
+        acc.data.iter_mut().zip(&m.data).for_each(|(a, b)| *a += b);
+        acc
+    })
 }
 
 #[cfg(test)]
@@ -385,5 +548,81 @@ mod tests {
         let alone = ClassHeat { stages: vec![fine] }.on_input(64);
         let top = alone.data.iter().cloned().fold(f32::MIN, f32::max);
         assert_eq!(alone.data[56 * 64 + 8], top);
+    }
+
+    fn centre(b: &BBox) -> (f64, f64) {
+        (b.x + b.w / 2.0, b.y + b.h / 2.0)
+    }
+
+    /// Peak regions box where the stages agree, not where one stage alone lights up; a focal
+    /// finding is cut closer to the peak than a regional one on the same maps.
+    #[test]
+    fn regions_box_where_the_stages_agree_and_cut_focal_findings_tighter() {
+        // layer1 (4-px cells): a strong speck at pixel ~12 and a weaker response at ~44; layer2
+        // (8-px) and layer3 (16-px) agree on ~44–48.
+        let h = ClassHeat {
+            stages: vec![
+                stage(4.0, 16, &[(3, 3, 1.0), (11, 11, 0.8)]),
+                stage(
+                    8.0,
+                    8,
+                    &[(5, 5, 0.6), (6, 5, 0.8), (5, 6, 0.8), (6, 6, 1.0)],
+                ),
+                stage(16.0, 4, &[(3, 3, 1.0)]),
+            ],
+        };
+        let loc = Localizer::regions();
+        let boxes = |f| loc.class_boxes(&h, f, 64, 64.0, 64.0).1;
+        let (nodule, mass, effusion) = (
+            boxes(Finding::Nodule),
+            boxes(Finding::Mass),
+            boxes(Finding::Effusion),
+        );
+        assert_eq!(
+            (nodule.len(), mass.len(), effusion.len()),
+            (1, 1, 1),
+            "{nodule:?} {mass:?} {effusion:?}"
+        );
+        for b in [nodule[0], mass[0], effusion[0]] {
+            let (x, y) = centre(&b);
+            assert!(x > 35.0 && y > 35.0, "{b:?}");
+        }
+        // A focal finding is cut higher: its box lies inside the regional one's.
+        assert!(mass[0].area() < effusion[0].area(), "{mass:?} {effusion:?}");
+        assert_eq!(effusion[0].intersection(&mass[0]), mass[0].area());
+        // A nodule's box is the square of the same component's area: no larger than its box.
+        assert!((nodule[0].w - nodule[0].h).abs() < 1e-9, "{nodule:?}");
+        assert!(
+            nodule[0].area() <= mass[0].area() + 1e-9,
+            "{nodule:?} {mass:?}"
+        );
+        // Boxes in the original image's coordinates (a 1024-px film behind a 64-px input).
+        let (_, big) = loc.class_boxes(&h, Finding::Nodule, 64, 1024.0, 1024.0);
+        assert_eq!(big[0], nodule[0].scaled(16.0, 16.0));
+        assert!(loc.gated() && !Localizer::paper().gated());
+    }
+
+    #[test]
+    fn the_paper_method_boxes_every_component_of_its_map() {
+        // One stage (the paper reads the last), two hot cells far apart: two boxes at 180.
+        let h = ClassHeat {
+            stages: vec![stage(16.0, 4, &[(0, 0, 1.0), (3, 3, 1.0)])],
+        };
+        let paper = Localizer {
+            heat_thresholds: vec![180],
+            ..Localizer::paper()
+        };
+        let (_, b) = paper.class_boxes(&h, Finding::Mass, 64, 64.0, 64.0);
+        assert_eq!(b.len(), 2, "{b:?}");
+        let recipe = region_recipe(Finding::Nodule, 256);
+        assert_eq!(
+            (recipe.stages, recipe.rule.sigma),
+            (&[1usize, 2, 3][..], 4.0)
+        );
+        assert_eq!(
+            recipe.rule.level,
+            region_recipe(Finding::Mass, 256).rule.level
+        );
+        assert!(region_recipe(Finding::Effusion, 512).rule.level < recipe.rule.level);
     }
 }

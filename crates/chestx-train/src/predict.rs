@@ -1,7 +1,7 @@
 //! Predictions on new images: probabilities per finding, and heatmap boxes for the findings above
 //! their operating threshold.
 
-use crate::heat::{batch_heat, heat_boxes, HeatOptions};
+use crate::heat::{batch_heat, Localizer};
 use crate::{ChestNet, TrainError};
 use chestx_core::BBox;
 use chestx_eval::boxes::Heatmap;
@@ -26,6 +26,8 @@ pub struct ImagePrediction {
     pub height: u32,
     pub findings: Vec<FindingPrediction>,
     pub model: String,
+    /// How the boxes were drawn.
+    pub boxes: String,
     pub preprocessing: String,
 }
 
@@ -36,8 +38,7 @@ pub fn predict_image(
     img: &Gray,
     name: &str,
     thresholds: &[f32],
-    heat_thresholds: &[u8],
-    heat: HeatOptions,
+    localizer: &Localizer,
 ) -> Result<(ImagePrediction, Vec<Heatmap>), TrainError> {
     let size = net.config.input_size;
     let mut buf = vec![0f32; (3 * size * size) as usize];
@@ -46,7 +47,8 @@ pub fn predict_image(
     let x = Tensor::from_slice(&buf)
         .view([1, 3, size, size])
         .to_device(device);
-    let (p, mut per_image) = batch_heat(net, &x, heat).map_err(TrainError::Config)?;
+    let (p, mut per_image) =
+        batch_heat(net, &x, localizer.heat_options(net)).map_err(TrainError::Config)?;
     let classes = per_image.swap_remove(0);
     let mut heatmaps = Vec::with_capacity(classes.len());
     let findings = net
@@ -58,13 +60,9 @@ pub fn predict_image(
         .map(|(ci, (name, h))| {
             let threshold = thresholds.get(ci).copied().unwrap_or(0.5);
             let positive = p[ci] >= threshold;
-            let (hm, boxes) = heat_boxes(
-                h,
-                size as u32,
-                heat_thresholds,
-                img.width as f64,
-                img.height as f64,
-            );
+            let finding = name.parse().unwrap_or(chestx_core::Finding::NoFinding);
+            let (hm, boxes) =
+                localizer.class_boxes(h, finding, size as u32, img.width as f64, img.height as f64);
             heatmaps.push(hm);
             FindingPrediction {
                 finding: name.clone(),
@@ -85,6 +83,7 @@ pub fn predict_image(
             "{} + transition {} + {:?}",
             net.config.arch, net.config.transition_dim, net.config.pooling
         ),
+        boxes: localizer.describe(net),
         preprocessing: format!(
             "grayscale, resized to {size}x{size} (bilinear), ImageNet mean/std on 3 channels"
         ),

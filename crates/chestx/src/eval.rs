@@ -1,11 +1,11 @@
 //! `chestx eval`: AUC table, ROC plots, the localization table and overlays for a trained run.
 
 use crate::output::progress;
-use anyhow::Result;
+use anyhow::{bail, Result};
 use chestx_data::Split;
 use chestx_model::parse_device;
 use chestx_train::evaluate::{evaluate, markdown, EvalOptions};
-use chestx_train::heat::{CamLayers, Flips, HeatOptions, HeatmapKind};
+use chestx_train::heat::{BoxMethod, CamLayers, Flips, HeatOptions, HeatmapKind, Localizer};
 use chestx_train::Run;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
@@ -32,37 +32,79 @@ pub enum FlipsArg {
     Both,
 }
 
-/// How heatmaps are made, shared by `eval` and `predict`.
-#[derive(Args, Clone)]
-pub struct HeatArgs {
-    /// Heatmap for the boxes: the paper's CAM, Grad-CAM on the backbone's last feature map, or
-    /// LayerCAM on the stages named by --cam-layers.
-    #[arg(long, value_enum, default_value_t = HeatmapArg::Cam)]
-    heatmap: HeatmapArg,
-    /// LayerCAM's backbone stages (1–4: a ResNet's layer1..layer4; other backbones have one).
-    /// Several are each scaled to [0, 1] and multiplied: `2,4` keeps layer4's choice of region with
-    /// layer2's finer placement. Default: the last stage.
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=8))]
-    cam_layers: Vec<u8>,
-    /// Also run flipped copies of each image and average their heatmaps, flipped back, with its own:
-    /// cancels the offset of detectors that fire beside a lesion rather than on it (mirror: left–right;
-    /// both: also up–down).
-    #[arg(long, value_enum, default_value_t = FlipsArg::None)]
-    flips: FlipsArg,
+#[derive(Clone, Copy, ValueEnum)]
+pub enum BoxMethodArg {
+    /// LayerCAM of layer2 over the film and its flips, smoothed, cut relative to the peak by the
+    /// finding's scale, boxes only for findings called present (the default).
+    Regions,
+    /// ChestX-ray8's: the --heatmap map min–max scaled, every component at --heat-thresholds.
+    Paper,
 }
 
-impl From<&HeatArgs> for HeatOptions {
-    fn from(h: &HeatArgs) -> Self {
+/// How boxes are drawn, shared by `eval` and `predict`.
+#[derive(Args, Clone)]
+pub struct BoxArgs {
+    /// Localization method.
+    #[arg(long = "box-method", value_enum, default_value_t = BoxMethodArg::Regions)]
+    method: BoxMethodArg,
+    /// With --box-method paper: heatmap thresholds (0–255) whose components are pooled
+    /// [default: 60,180].
+    #[arg(long, value_delimiter = ',')]
+    heat_thresholds: Vec<u8>,
+    /// With --box-method paper: the paper's CAM (default), Grad-CAM on the backbone's last feature
+    /// map, or LayerCAM on the stages named by --cam-layers.
+    #[arg(long, value_enum)]
+    heatmap: Option<HeatmapArg>,
+    /// With --box-method paper: LayerCAM's backbone stages (1–4: a ResNet's layer1..layer4; other
+    /// backbones have one). Several are each scaled to [0, 1] and multiplied: `2,4` keeps layer4's
+    /// choice of region with layer2's finer placement. Default: the last stage.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=8))]
+    cam_layers: Vec<u8>,
+    /// With --box-method paper: also run flipped copies of each image and average their heatmaps,
+    /// flipped back, with its own (mirror: left–right; both: also up–down) [default: none].
+    #[arg(long, value_enum)]
+    flips: Option<FlipsArg>,
+}
+
+impl BoxArgs {
+    /// The method asked for; an error when a setting of the paper's method is given with another.
+    pub fn localizer(&self) -> Result<Localizer> {
+        let paper_only = self.heatmap.is_some()
+            || self.flips.is_some()
+            || !self.cam_layers.is_empty()
+            || !self.heat_thresholds.is_empty();
+        let method = match self.method {
+            BoxMethodArg::Regions if paper_only => bail!(
+                "--heatmap, --cam-layers, --flips and --heat-thresholds set the paper's method: add --box-method paper (peak regions read their own maps)"
+            ),
+            BoxMethodArg::Regions => BoxMethod::Regions,
+            BoxMethodArg::Paper => BoxMethod::Paper,
+        };
+        let paper = Localizer::paper();
+        Ok(Localizer {
+            method,
+            heat: self.into(),
+            heat_thresholds: if self.heat_thresholds.is_empty() {
+                paper.heat_thresholds
+            } else {
+                self.heat_thresholds.clone()
+            },
+        })
+    }
+}
+
+impl From<&BoxArgs> for HeatOptions {
+    fn from(h: &BoxArgs) -> Self {
         let layers: Vec<usize> = h.cam_layers.iter().map(|&l| l as usize).collect();
         HeatOptions {
-            kind: match h.heatmap {
+            kind: match h.heatmap.unwrap_or(HeatmapArg::Cam) {
                 HeatmapArg::Cam => HeatmapKind::Cam,
                 HeatmapArg::GradCam => HeatmapKind::GradCam,
                 HeatmapArg::LayerCam => HeatmapKind::LayerCam,
             },
             // The parser keeps stages within 1..=8, all CamLayers accepts.
             layers: CamLayers::new(&layers).unwrap_or_default(),
-            flips: match h.flips {
+            flips: match h.flips.unwrap_or(FlipsArg::None) {
                 FlipsArg::None => Flips::None,
                 FlipsArg::Mirror => Flips::Mirror,
                 FlipsArg::Both => Flips::Both,
@@ -82,14 +124,11 @@ pub struct EvalArgs {
     #[arg(long, value_enum, default_value_t = SplitArg::Test)]
     split: SplitArg,
     /// Box list (BBox_List_2017.csv layout) instead of the dataset's own.
-    #[arg(long)]
-    boxes: Option<PathBuf>,
+    #[arg(long = "boxes")]
+    box_list: Option<PathBuf>,
     /// Checkpoint file (default: RUN/best.safetensors).
     #[arg(long)]
     checkpoint: Option<PathBuf>,
-    /// Heatmap thresholds (0–255) whose boxes are pooled.
-    #[arg(long, value_delimiter = ',', default_value = "60,180")]
-    heat_thresholds: Vec<u8>,
     #[arg(long, default_value_t = 1000)]
     bootstrap: usize,
     #[arg(long, default_value_t = 8)]
@@ -102,7 +141,7 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 16)]
     batch: usize,
     #[command(flatten)]
-    heat: HeatArgs,
+    boxes: BoxArgs,
 }
 
 pub fn run_eval(a: EvalArgs) -> Result<ExitCode> {
@@ -123,13 +162,12 @@ pub fn run_eval(a: EvalArgs) -> Result<ExitCode> {
     let opts = EvalOptions {
         split,
         checkpoint: a.checkpoint.clone(),
-        heat_thresholds: a.heat_thresholds.clone(),
         bootstrap: a.bootstrap,
         seed: 0,
         overlays: a.overlays,
         batch_size: a.batch,
-        boxes: a.boxes.clone(),
-        heat: (&a.heat).into(),
+        boxes: a.box_list.clone(),
+        localizer: a.boxes.localizer()?,
     };
     let pb = progress(0, "evaluating", 0);
     let r = evaluate(&run, &out, &opts, &|i, n| {

@@ -4,7 +4,6 @@ use crate::output::progress;
 use anyhow::{bail, Result};
 use chestx_image::Gray;
 use chestx_model::parse_device;
-use chestx_train::heat::HeatOptions;
 use chestx_train::predict::{load_thresholds, predict_image, write_json};
 use chestx_train::Run;
 use clap::Args;
@@ -23,12 +22,10 @@ pub struct PredictArgs {
     /// Checkpoint (default: RUN/best.safetensors).
     #[arg(long)]
     checkpoint: Option<PathBuf>,
-    #[arg(long, value_delimiter = ',', default_value = "60,180")]
-    heat_thresholds: Vec<u8>,
     #[arg(long, default_value = "auto")]
     device: String,
     #[command(flatten)]
-    heat: crate::eval::HeatArgs,
+    boxes: crate::eval::BoxArgs,
 }
 
 pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
@@ -37,8 +34,11 @@ pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
     let ckpt = run.checkpoint_or_best(a.checkpoint.as_deref());
     let (_vs, net) = run.load_model(&ckpt)?;
     let thresholds = load_thresholds(&a.run, net.config.classes.len());
-    let heat: HeatOptions = (&a.heat).into();
-    heat.stages(&net).map_err(anyhow::Error::msg)?;
+    let localizer = a.boxes.localizer()?;
+    localizer
+        .heat_options(&net)
+        .stages(&net)
+        .map_err(anyhow::Error::msg)?;
     let files = chestx_data::ingest::find_sources(&a.inputs);
     if files.is_empty() {
         bail!("no input images");
@@ -67,8 +67,7 @@ pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
             &img,
             &f.display().to_string(),
             &thresholds,
-            &a.heat_thresholds,
-            heat,
+            &localizer,
         )?;
         write_json(&a.output.join(format!("{stem}.json")), &pred)?;
         // Overlay: the heatmap of the most probable finding, with the boxes of every positive one.
