@@ -244,6 +244,9 @@ pub fn boxes_from_heatmap(h: &Heatmap, threshold: u8, out_w: f64, out_h: f64) ->
         .collect()
 }
 
+/// ChestX-ray8's heatmap thresholds on the 0–255 scale.
+pub const PAPER_HEAT_THRESHOLDS: [u8; 2] = [60, 180];
+
 /// How a heatmap becomes boxes.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub enum BoxRule {
@@ -258,7 +261,7 @@ impl BoxRule {
     /// The paper's thresholds, 60 and 180.
     pub fn paper() -> BoxRule {
         BoxRule::Paper {
-            thresholds: vec![60, 180],
+            thresholds: PAPER_HEAT_THRESHOLDS.to_vec(),
         }
     }
 

@@ -12,7 +12,7 @@
 
 use crate::ChestNet;
 use chestx_core::{BBox, CellGrid, Finding};
-use chestx_eval::boxes::{BoxRule, Heatmap, PeakRegions};
+use chestx_eval::boxes::{BoxRule, Heatmap, PeakRegions, PAPER_HEAT_THRESHOLDS};
 use tch::{Device, Tensor};
 
 /// The paper's class activation map, Grad-CAM on the backbone's output, or LayerCAM on one or more
@@ -366,7 +366,7 @@ impl Localizer {
         Localizer {
             method: BoxMethod::Paper,
             heat: HeatOptions::default(),
-            heat_thresholds: vec![60, 180],
+            heat_thresholds: PAPER_HEAT_THRESHOLDS.to_vec(),
         }
     }
 
