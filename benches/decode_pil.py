@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Python reference for `chestx bench decode`: the same per-image work with PIL + torchvision
+"""Python reference for `chestx-bench decode`: the same per-image work with PIL + torchvision
 transforms, on the same files, with the same number of worker threads. Prints one JSON line."""
 import argparse
 import glob

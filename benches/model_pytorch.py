@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""PyTorch reference for `chestx bench model`: the same network (torchvision backbone without its
+"""PyTorch reference for `chestx-bench model`: the same network (torchvision backbone without its
 classifier + 3x3 transition conv + LSE pooling + linear), W-CEL loss and Adam, timed the same way.
-Prints one JSON line. Run by `chestx bench model` with the project venv's python."""
+Prints one JSON line. Run by `chestx-bench model` with the project venv's python."""
 import argparse
 import json
 import os

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch reference for `chestx bench train`: the end-to-end step users feel — PNG decode, the
+"""PyTorch reference for `chestx-bench train`: the end-to-end step users feel — PNG decode, the
 same augmentation (random square crop of 85-100% of the side, +-10% gain and bias), resize,
 ImageNet normalization, then a training step of the same network — with a torchvision-style
 DataLoader. Prints one JSON line."""

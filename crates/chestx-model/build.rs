@@ -4,32 +4,9 @@
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=CHESTX_TORCH_LIB");
-    if let Some(lib) = torch_lib_dir() {
-        if lib.join("libtorch_cuda.so").exists() {
-            println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-            println!("cargo:rustc-link-arg=-L{}", lib.display());
-            println!("cargo:rustc-link-arg=-ltorch_cuda");
-            println!("cargo:rustc-link-arg=-Wl,--as-needed");
-        }
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    for arg in torch_link_args() {
+        println!("cargo:rustc-link-arg={arg}");
     }
 }
 
-fn torch_lib_dir() -> Option<std::path::PathBuf> {
-    if let Ok(p) = std::env::var("CHESTX_TORCH_LIB") {
-        return Some(p.into());
-    }
-    if let Ok(p) = std::env::var("LIBTORCH") {
-        return Some(std::path::Path::new(&p).join("lib"));
-    }
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import torch, os; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))",
-        ])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().into())
-}
+include!("torch_lib.rs");

@@ -18,3 +18,111 @@ pub fn open_maybe_gz(path: &Path) -> std::io::Result<Box<dyn Read>> {
         },
     )
 }
+
+/// Write `path` atomically and durably: `write` fills a temporary file beside it (given by path, so
+/// any encoder or library that writes files can be used), which is flushed to disk, renamed over
+/// `path`, and the folder entry synced. A crash leaves the old file or the new one, never a torn one;
+/// a failed write leaves no temporary file behind. Errors name `path`.
+///
+/// Every output and checkpoint of chestx is written through this function.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SERIAL: AtomicU64 = AtomicU64::new(0);
+    let named =
+        |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(named)?;
+    let name = path
+        .file_name()
+        .map_or("out".into(), |n| n.to_string_lossy());
+    // Hidden, unique per process and call: concurrent writers of one folder never share a temporary.
+    let tmp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        SERIAL.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = write(&tmp)
+        .and_then(|()| File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(named(e));
+    }
+    // The rename is durable once the folder's entry is (best effort: not every platform can open
+    // a folder for syncing).
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// [`write_atomic_with`] for bytes in memory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, |tmp| std::fs::write(tmp, bytes))
+}
+
+/// [`write_atomic_with`] through a buffered writer.
+pub fn write_atomic_stream(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    write_atomic_with(path, |tmp| {
+        let mut w = std::io::BufWriter::new(File::create(tmp)?);
+        fill(&mut w)?;
+        std::io::Write::flush(&mut w)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("chestx-core-io-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn atomic_write_replaces_the_file_and_leaves_nothing_else() {
+        let d = scratch("replace");
+        let p = d.join("out.json");
+        write_atomic(&p, b"old").unwrap();
+        write_atomic_stream(&p, |w: &mut dyn std::io::Write| w.write_all(b"new")).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        let names: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("out.json")]);
+    }
+
+    #[test]
+    fn a_failed_atomic_write_keeps_the_old_file_and_names_the_path() {
+        let d = scratch("fail");
+        let p = d.join("ckpt.safetensors");
+        write_atomic(&p, b"old").unwrap();
+        let e = write_atomic_with(&p, |tmp| {
+            std::fs::write(tmp, b"half")?;
+            Err(std::io::Error::other("disk full"))
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("ckpt.safetensors") && e.to_string().contains("disk full"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(&p).unwrap(), b"old");
+        assert_eq!(
+            std::fs::read_dir(&d).unwrap().count(),
+            1,
+            "temporary file left behind"
+        );
+    }
+}

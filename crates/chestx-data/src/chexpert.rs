@@ -302,27 +302,7 @@ pub fn read_label_file(path: &Path) -> Result<LabelFile, NihError> {
         .ok_or_else(|| bad(path, "no Path (or Image Index) column"))?;
     let patient_col = find(&["Patient ID", "subject_id"]);
     let view_col = find(&["Frontal/Lateral", "ViewPosition"]);
-    let mut label_cols: Vec<(usize, usize)> = Vec::new(); // (csv column, finding index)
-    let mut columns = [false; 14];
-    let mut unmatched = Vec::new();
-    for (i, h) in header.iter().enumerate() {
-        let name = h.trim();
-        if NOT_LABELS.iter().any(|n| name.eq_ignore_ascii_case(n)) {
-            continue;
-        }
-        match name.parse::<Finding>() {
-            Ok(Finding::NoFinding) => {}
-            Ok(f) => {
-                let k = f.index();
-                if columns[k] {
-                    return Err(bad(path, format!("two columns for {}", f.name())));
-                }
-                columns[k] = true;
-                label_cols.push((i, k));
-            }
-            Err(_) => unmatched.push(name.to_string()),
-        }
-    }
+    let (label_cols, columns, unmatched) = label_columns(path, &header)?;
     let mut rows = Vec::new();
     let mut patients_known = patient_col.is_some();
     for rec in rdr.records() {
@@ -368,6 +348,37 @@ pub fn read_label_file(path: &Path) -> Result<LabelFile, NihError> {
         unmatched,
         patients_known,
     })
+}
+
+/// Label columns of a header: `(csv column, finding index)` pairs, which findings have one, and the
+/// observation columns with no ChestX-ray14 counterpart.
+#[allow(clippy::type_complexity)]
+fn label_columns(
+    path: &Path,
+    header: &csv::StringRecord,
+) -> Result<(Vec<(usize, usize)>, [bool; 14], Vec<String>), NihError> {
+    let mut label_cols: Vec<(usize, usize)> = Vec::new(); // (csv column, finding index)
+    let mut columns = [false; 14];
+    let mut unmatched = Vec::new();
+    for (i, h) in header.iter().enumerate() {
+        let name = h.trim();
+        if NOT_LABELS.iter().any(|n| name.eq_ignore_ascii_case(n)) {
+            continue;
+        }
+        match name.parse::<Finding>() {
+            Ok(Finding::NoFinding) => {}
+            Ok(f) => {
+                let k = f.index();
+                if columns[k] {
+                    return Err(bad(path, format!("two columns for {}", f.name())));
+                }
+                columns[k] = true;
+                label_cols.push((i, k));
+            }
+            Err(_) => unmatched.push(name.to_string()),
+        }
+    }
+    Ok((label_cols, columns, unmatched))
 }
 
 /// CheXpert keeps each patient's films under `…/patientNNNNN/studyN/`.

@@ -120,7 +120,7 @@ pub fn read_source(path: &Path) -> Result<Source, String> {
         .read_to_end(&mut bytes)
         .map_err(|e| e.to_string())?;
     let s = stem(path);
-    if image::guess_format(&bytes).is_err() && dicom::looks_like_dicom(&bytes) {
+    if dicom::is_dicom(&bytes) {
         // The head already read, then the rest of the file as far as the parser asks.
         let info: DicomInfo = dicom::read_info_from(std::io::Cursor::new(&bytes).chain(file))?;
         let patient_key = info
@@ -353,10 +353,7 @@ pub fn write_index(
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("{}: {e}", path.display()))
+    chestx_core::io::write_atomic(path, bytes).map_err(|e| e.to_string())
 }
 
 /// Outcome counts of one ingest.

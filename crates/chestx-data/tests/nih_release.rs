@@ -5,16 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 fn nih_dir() -> Option<PathBuf> {
-    let p = std::env::var_os("CHESTX_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
-        .join("nih");
-    if p.join("meta").exists() {
-        Some(p)
-    } else {
-        eprintln!("SKIP: no NIH metadata at {} (set CHESTX_DATA)", p.display());
-        None
-    }
+    chestx_testkit::data("nih/meta").map(|p| p.parent().unwrap().to_path_buf())
 }
 
 #[test]

@@ -9,14 +9,10 @@ use std::path::PathBuf;
 
 #[test]
 fn true_boxes_land_on_their_pixels_in_real_radiographs() {
-    let dir = std::env::var_os("CHESTX_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
-        .join("nih");
-    if !dir.join("images").exists() {
-        eprintln!("SKIP: no NIH images at {} (set CHESTX_DATA)", dir.display());
+    let Some(dir) = chestx_testkit::data("nih/images") else {
         return;
-    }
+    };
+    let dir = dir.parent().unwrap().to_path_buf();
     let ds = NihDataset::open(&dir).unwrap();
     let out = std::env::var_os("CHESTX_OVERLAY_OUT").map(PathBuf::from);
     let mut checked = 0;

@@ -54,6 +54,14 @@ pub struct DicomInfo {
     pub study_uid: Option<String>,
 }
 
+/// Whether a file starting with `bytes` is read as DICOM rather than as a picture: a Part 10 file
+/// (`DICM` at 128) always, whatever its 128-byte preamble resembles (a TIFF-compatible preamble is
+/// valid DICOM); otherwise when no picture format matches and it [`looks_like_dicom`].
+pub fn is_dicom(bytes: &[u8]) -> bool {
+    bytes.get(128..132) == Some(b"DICM".as_slice())
+        || (image::guess_format(bytes).is_err() && looks_like_dicom(bytes))
+}
+
 /// Whether `bytes` start like a DICOM file: the Part-10 magic at 128, or (ACR-NEMA) an implicit-VR
 /// element of group 0008 first.
 pub fn looks_like_dicom(bytes: &[u8]) -> bool {

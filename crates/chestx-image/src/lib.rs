@@ -65,7 +65,7 @@ impl Gray {
 
     /// The general decoder, straight to floats.
     fn decode_float(bytes: &[u8]) -> Result<Gray, String> {
-        if image::guess_format(bytes).is_err() && dicom::looks_like_dicom(bytes) {
+        if dicom::is_dicom(bytes) {
             return dicom::decode(bytes).map(|(g, _)| g);
         }
         let img = image::load_from_memory(bytes).map_err(|e| e.to_string())?;
@@ -122,10 +122,11 @@ impl Gray {
         };
         let buf: ImageBuffer<Luma<u8>, Vec<u8>> =
             ImageBuffer::from_raw(self.width, self.height, self.to_u8()).expect("sizes agree");
-        let tmp = path.with_extension("png.tmp");
-        buf.save_with_format(&tmp, image::ImageFormat::Png)
-            .map_err(|e| err(e.to_string()))?;
-        std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+        chestx_core::io::write_atomic_with(path, |tmp| {
+            buf.save_with_format(tmp, image::ImageFormat::Png)
+                .map_err(std::io::Error::other)
+        })
+        .map_err(|e| err(e.to_string()))
     }
 }
 

@@ -8,9 +8,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 fn real_files() -> Vec<PathBuf> {
-    let root = std::env::var_os("CHESTX_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
+    let Some(root) = chestx_testkit::data("dicom").map(|d| d.parent().unwrap().to_path_buf())
+    else {
+        return Vec::new();
+    };
     let mut v = Vec::new();
     for (dir, take) in [("dicom", 10), ("nih/images", 2)] {
         let Ok(rd) = std::fs::read_dir(root.join(dir)) else {

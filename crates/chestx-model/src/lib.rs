@@ -7,6 +7,7 @@
 
 pub mod backbone;
 pub mod import;
+pub mod layout;
 pub mod loss;
 pub mod manual_conv;
 pub mod net;

@@ -10,22 +10,20 @@
 //! - **Winograd** ([`ManualConv::winograd`], [`crate::winograd`]): the forward pass and the input
 //!   gradient by F(2×2, 3×3), with 16 multiplications per 2×2 outputs instead of 36. The output
 //!   is a leaf (the convolution is not in autograd's graph); the input gradient is formed here and
-//!   handed back to autograd for the backbone. Measured here at 224 px (2 threads, batch 8, the
-//!   layer alone): forward 91 vs 109 ms with the weight transform, input gradient 76 vs 116 ms;
-//!   in a ResNet-50 training step, 1.04× over the GEMM weight gradient alone (12 alternating
-//!   rounds, 1535 vs 1596 ms). At 512 px (16×16 maps) forward ~270 vs ~390 ms.
+//!   handed back to autograd for the backbone.
 //! - **GEMM weight gradient only** ([`ManualConv::gemm_weight_grad`]): autograd runs the
 //!   convolution and its input gradient; only `dW = gᵀ · unfold(x)` (and `db = Σ g`) are formed
 //!   here, because oneDNN's weight-gradient kernel runs far below its forward speed on small maps
-//!   (7×7: 235 ms vs 149 ms as one GEMM; 16×16: 582 vs 597, so only up to [`MAX_CELLS`] cells).
+//!   (only up to [`MAX_CELLS`] cells).
 //!
-//! Both kinds form the weight gradient by the GEMM (on larger maps it is as fast as oneDNN's).
+//! Both kinds form the weight gradient by the GEMM (on larger maps it is as fast as oneDNN's). The
+//! measurements behind each choice are in `docs/performance.md` ("CPU kernels").
 
 use std::sync::{Arc, Mutex};
 use tch::{Device, Kind, Tensor};
 
-/// Largest map (H·W) for which the GEMM weight gradient alone is taken over (14×14 measured
-/// 1.15×, 16×16 0.97×).
+/// Largest map (H·W) for which the GEMM weight gradient alone is taken over (14×14 gains, 16×16
+/// loses: see docs/performance.md).
 pub const MAX_CELLS: i64 = 196;
 /// Rows of the unfolded input formed at a time, to bound its memory.
 const CHUNK_ROWS: i64 = 4096;
@@ -140,8 +138,7 @@ impl ManualConv {
 
     /// `dL/dW` from `dL/d(output)`, laid out like the weight, written into `buffer`: the
     /// `[K, kh·kw·C]` product matrix, made on first use and kept by the caller between steps (a
-    /// fresh 75 MB output costs page faults and zeroing: measured here ~20 ms of a ~120 ms
-    /// product). A channels-last weight's gradient is a view of the buffer, so the optimizer reads
+    /// fresh 75 MB output costs page faults and zeroing every step). A channels-last weight's gradient is a view of the buffer, so the optimizer reads
     /// it without a copy.
     pub fn weight_grad_into(&self, grad_output: &Tensor, buffer: &mut Option<Tensor>) -> Tensor {
         tch::no_grad(|| {
@@ -227,9 +224,8 @@ const MAX_TRANSFORMED: i64 = 1 << 27;
 
 /// Whether F(2×2, 3×3) beats oneDNN for `n` maps of `c` channels and `h × w`: the multiplications
 /// it saves (9 per output against 16 per 2×2 tile, padded maps wasting part of the edge tiles)
-/// must outweigh transforming the weights, a fixed ~2 passes over 16/9 of the kernel's memory.
-/// Measured here (2 threads, 2048 → 1024 channels): batch 8 at 7×7 (saves 1480 products per
-/// channel pair) and 16×16 win; one 7×7 map (185) loses.
+/// must outweigh transforming the weights, a fixed ~2 passes over 16/9 of the kernel's memory
+/// (the break-even of 1024 saved products per channel pair is measured: docs/performance.md).
 pub fn winograd_pays(n: i64, c: i64, h: i64, w: i64) -> bool {
     let tiles = crate::winograd::tile_count(n, h, w);
     9 * n * h * w - 16 * tiles >= 1024 && 16 * tiles * c <= MAX_TRANSFORMED

@@ -68,6 +68,7 @@ fn full_size_backbones_match_pytorch_when_generated() {
         eprintln!("SKIP: set CHESTX_PARITY_DIR to the output of `scripts/parity.py full DIR`");
         return;
     };
+    let mut checked = 0;
     for arch in Arch::ALL {
         let weights = dir.join(format!("{arch}.pth"));
         if weights.exists() {
@@ -76,8 +77,15 @@ fn full_size_backbones_match_pytorch_when_generated() {
                 &weights,
                 &dir.join(format!("{arch}_io.safetensors")),
             );
+            checked += 1;
         }
     }
+    // A folder without any generated model would otherwise pass having checked nothing.
+    assert!(
+        checked > 0,
+        "CHESTX_PARITY_DIR={} holds no <arch>.pth: run `scripts/parity.py full DIR` first",
+        dir.display()
+    );
 }
 
 #[test]

@@ -200,127 +200,108 @@ fn read_csv(bytes: &[u8], origin: &str, opts: &ReadOptions, out: &mut Vec<ReadRe
             .map(|f| String::from_utf8_lossy(f).trim().to_string())
             .collect(),
         Err(e) => {
-            out.push(Err(RecordError::new(
-                origin,
-                None,
-                format!("cannot read CSV header: {e}"),
-            )));
+            let msg = format!("cannot read CSV header: {e}");
+            out.push(Err(RecordError::new(origin, None, msg)));
             return;
         }
     };
-    let find = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
-    let id_col = match &opts.id_column {
-        Some(c) => match find(c) {
-            Some(i) => i,
-            None => {
-                out.push(Err(RecordError::new(
-                    origin,
-                    None,
-                    format!("no id column {c:?} in header {headers:?}"),
-                )));
-                return;
-            }
-        },
-        None => 0,
-    };
-    let text_cols: Vec<usize> = match &opts.text_columns {
-        Some(cols) => {
-            let mut v = Vec::new();
-            for c in cols {
-                match find(c) {
-                    Some(i) => v.push(i),
-                    None => {
-                        out.push(Err(RecordError::new(
-                            origin,
-                            None,
-                            format!("no text column {c:?} in header {headers:?}"),
-                        )));
-                        return;
-                    }
-                }
-            }
-            v
-        }
-        None => {
-            let named: Vec<usize> = ["findings", "impression"]
-                .iter()
-                .filter_map(|c| find(c))
-                .collect();
-            if named.is_empty() {
-                (0..headers.len()).filter(|&i| i != id_col).collect()
-            } else {
-                named
-            }
+    let (id_col, text_cols) = match csv_columns(&headers, opts) {
+        Ok(c) => c,
+        Err(msg) => {
+            out.push(Err(RecordError::new(origin, None, msg)));
+            return;
         }
     };
     let mut rec = csv::ByteRecord::new();
     loop {
-        let line = rdr.position().line();
-        let here = format!("{origin}:{line}");
+        let here = format!("{origin}:{}", rdr.position().line());
         match rdr.read_byte_record(&mut rec) {
             Ok(false) => break,
-            Ok(true) => {}
+            Ok(true) => out.push(csv_report(&rec, &headers, id_col, &text_cols, here, opts)),
             Err(e) => {
                 let fatal = matches!(e.kind(), csv::ErrorKind::Io(_));
-                out.push(Err(RecordError::new(
-                    here,
-                    None,
-                    format!("malformed CSV row: {e}"),
-                )));
+                let msg = format!("malformed CSV row: {e}");
+                out.push(Err(RecordError::new(here, None, msg)));
                 if fatal {
                     break;
                 }
-                continue;
             }
         }
-        let id = match rec.get(id_col).map(std::str::from_utf8) {
-            Some(Ok(s)) if !s.trim().is_empty() => s.trim().to_string(),
-            Some(Ok(_)) | None => {
-                out.push(Err(RecordError::new(
-                    here,
-                    None,
-                    "row has an empty report id",
-                )));
-                continue;
-            }
-            Some(Err(_)) => {
-                out.push(Err(RecordError::new(here, None, "report id is not UTF-8")));
-                continue;
-            }
-        };
-        let mut sources = Vec::with_capacity(text_cols.len());
-        let mut bad = None;
-        for &c in &text_cols {
-            let raw = rec.get(c).unwrap_or_default();
-            match std::str::from_utf8(raw) {
-                Ok(t) => sources.push(Source {
-                    name: headers[c].clone(),
-                    section: Section::from_heading(&headers[c]).filter(|s| *s != Section::Other),
-                    text: t.to_string(),
-                }),
-                Err(e) => {
-                    bad = Some(format!(
-                        "column {:?} is not UTF-8 (bad byte at offset {})",
-                        headers[c],
-                        e.valid_up_to()
-                    ));
-                    break;
-                }
-            }
-        }
-        let result = match bad {
-            Some(msg) => Err(RecordError::new(here, Some(id), msg)),
-            None => check(
-                Report {
-                    id,
-                    origin: here,
-                    sources,
-                },
-                opts,
-            ),
-        };
-        out.push(result);
     }
+}
+
+/// The id column and the text columns of a report CSV: as asked, else the first column and
+/// findings + impression when present, else every other column.
+fn csv_columns(headers: &[String], opts: &ReadOptions) -> Result<(usize, Vec<usize>), String> {
+    let find = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let id_col = match &opts.id_column {
+        Some(c) => find(c).ok_or_else(|| format!("no id column {c:?} in header {headers:?}"))?,
+        None => 0,
+    };
+    if let Some(cols) = &opts.text_columns {
+        let v = cols
+            .iter()
+            .map(|c| find(c).ok_or_else(|| format!("no text column {c:?} in header {headers:?}")))
+            .collect::<Result<Vec<usize>, String>>()?;
+        return Ok((id_col, v));
+    }
+    let named: Vec<usize> = ["findings", "impression"]
+        .iter()
+        .filter_map(|c| find(c))
+        .collect();
+    if named.is_empty() {
+        Ok((
+            id_col,
+            (0..headers.len()).filter(|&i| i != id_col).collect(),
+        ))
+    } else {
+        Ok((id_col, named))
+    }
+}
+
+/// One CSV row as a report, or the reason it is not one.
+fn csv_report(
+    rec: &csv::ByteRecord,
+    headers: &[String],
+    id_col: usize,
+    text_cols: &[usize],
+    here: String,
+    opts: &ReadOptions,
+) -> ReadResult {
+    let id = match rec.get(id_col).map(std::str::from_utf8) {
+        Some(Ok(s)) if !s.trim().is_empty() => s.trim().to_string(),
+        Some(Ok(_)) | None => {
+            return Err(RecordError::new(here, None, "row has an empty report id"))
+        }
+        Some(Err(_)) => return Err(RecordError::new(here, None, "report id is not UTF-8")),
+    };
+    let mut sources = Vec::with_capacity(text_cols.len());
+    for &c in text_cols {
+        let raw = rec.get(c).unwrap_or_default();
+        match std::str::from_utf8(raw) {
+            Ok(t) => sources.push(Source {
+                name: headers[c].clone(),
+                section: Section::from_heading(&headers[c]).filter(|s| *s != Section::Other),
+                text: t.to_string(),
+            }),
+            Err(e) => {
+                let msg = format!(
+                    "column {:?} is not UTF-8 (bad byte at offset {})",
+                    headers[c],
+                    e.valid_up_to()
+                );
+                return Err(RecordError::new(here, Some(id), msg));
+            }
+        }
+    }
+    check(
+        Report {
+            id,
+            origin: here,
+            sources,
+        },
+        opts,
+    )
 }
 
 /// Parse one OpenI XML report: the id from `<uId id="CXR…"/>` (else the file stem), the text from

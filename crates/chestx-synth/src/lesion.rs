@@ -86,81 +86,98 @@ pub fn implant(
     contrast: (f32, f32),
     lung: Option<usize>,
 ) -> Lesion {
-    let s = img.width as f32;
     let lung = lung.unwrap_or_else(|| rng.random_range(0..2)).min(1);
-    let (cx, cy, ax, ay) = LUNGS[lung];
-    let side_sign = if cx < 0.5 { -1.0 } else { 1.0 }; // lateral direction of this lung
     let c = rng.random_range(contrast.0..=contrast.1);
-    // The lesion's opacity profile at (u, v) in [0,1]² coordinates.
-    let profile: Box<dyn Fn(f32, f32) -> f32> = match kind {
-        LesionKind::Nodule | LesionKind::Mass => {
-            let (r0, lobes): (f32, f32) = if kind == LesionKind::Nodule {
-                (rng.random_range(0.022..0.04), 0.0)
-            } else {
-                (rng.random_range(0.06..0.10), rng.random_range(0.12..0.25))
-            };
-            // Centre inside the lung ellipse, with room for the radius: the darkest of a few
-            // random candidates, so the lesion sits on lung rather than on heart or bone.
-            let mut best = (f32::INFINITY, cx, cy);
-            for _ in 0..6 {
-                let (t, rr) = (
-                    rng.random_range(0.0..std::f32::consts::TAU),
-                    rng.random_range(0.0f32..0.7).sqrt(),
-                );
-                let (qx, qy) = (
-                    cx + (ax - r0).max(0.01) * rr * t.cos(),
-                    cy + (ay - r0).max(0.01) * rr * t.sin(),
-                );
-                let m = local_mean(img, qx, qy, r0);
-                if m < best.0 {
-                    best = (m, qx, qy);
-                }
-            }
-            let (px, py) = (best.1, best.2);
-            let harmonics: Vec<(f32, f32, f32)> = (2..5)
-                .map(|k| {
-                    (
-                        k as f32,
-                        rng.random_range(0.0..lobes.max(1e-6)),
-                        rng.random_range(0.0..std::f32::consts::TAU),
-                    )
-                })
-                .collect();
-            Box::new(move |u: f32, v: f32| {
-                let (dx, dy) = (u - px, v - py);
-                let theta = dy.atan2(dx);
-                let r = r0
-                    * (1.0
-                        + harmonics
-                            .iter()
-                            .map(|&(k, a, ph)| a * (k * theta + ph).cos())
-                            .sum::<f32>());
-                let d = (dx * dx + dy * dy).sqrt();
-                smoothstep(r, 0.25 * r0, d)
-            })
-        }
-        LesionKind::Effusion => {
-            // Fluid from the lung base up to a level that rises towards the lateral wall.
-            let base = cy + ay * 0.95;
-            let depth = rng.random_range(0.1..0.2);
-            let rise = rng.random_range(0.04..0.09);
-            Box::new(move |u: f32, v: f32| {
-                let lateral = ((u - cx) * side_sign / ax + 1.0) / 2.0; // 0 medial .. 1 lateral
-                if !(0.0..=1.0).contains(&lateral) {
-                    return 0.0;
-                }
-                let level = base - depth - rise * lateral * lateral;
-                let inside_lung = smoothstep(
-                    1.0,
-                    0.08,
-                    ((u - cx) / ax).powi(2) + ((v - cy) / (ay * 1.1)).powi(2),
-                );
-                // Layering: 80% of the full opacity just under the meniscus, all of it 0.05 deeper.
-                let layered = 0.8 + 0.2 * ((v - level) / 0.05).clamp(0.0, 1.0);
-                smoothstep(0.0, 0.012, level - v).max(0.0) * inside_lung * layered
-            })
-        }
+    let profile = match kind {
+        LesionKind::Nodule | LesionKind::Mass => round_profile(img, kind, rng, LUNGS[lung]),
+        LesionKind::Effusion => effusion_profile(rng, LUNGS[lung]),
     };
+    let bbox = paint(img, &*profile, c);
+    Lesion { kind, bbox, lung }
+}
+
+/// An opacity profile at (u, v) in [0,1]² coordinates.
+type Profile = Box<dyn Fn(f32, f32) -> f32>;
+
+/// A nodule or a lobulated mass, centred on the darkest of a few random places inside the lung
+/// ellipse `(cx, cy, ax, ay)` with room for its radius: on lung rather than on heart or bone.
+fn round_profile(
+    img: &Gray,
+    kind: LesionKind,
+    rng: &mut ChaCha8Rng,
+    (cx, cy, ax, ay): (f32, f32, f32, f32),
+) -> Profile {
+    let (r0, lobes): (f32, f32) = if kind == LesionKind::Nodule {
+        (rng.random_range(0.022..0.04), 0.0)
+    } else {
+        (rng.random_range(0.06..0.10), rng.random_range(0.12..0.25))
+    };
+    let mut best = (f32::INFINITY, cx, cy);
+    for _ in 0..6 {
+        let (t, rr) = (
+            rng.random_range(0.0..std::f32::consts::TAU),
+            rng.random_range(0.0f32..0.7).sqrt(),
+        );
+        let (qx, qy) = (
+            cx + (ax - r0).max(0.01) * rr * t.cos(),
+            cy + (ay - r0).max(0.01) * rr * t.sin(),
+        );
+        let m = local_mean(img, qx, qy, r0);
+        if m < best.0 {
+            best = (m, qx, qy);
+        }
+    }
+    let (px, py) = (best.1, best.2);
+    let harmonics: Vec<(f32, f32, f32)> = (2..5)
+        .map(|k| {
+            (
+                k as f32,
+                rng.random_range(0.0..lobes.max(1e-6)),
+                rng.random_range(0.0..std::f32::consts::TAU),
+            )
+        })
+        .collect();
+    Box::new(move |u: f32, v: f32| {
+        let (dx, dy) = (u - px, v - py);
+        let theta = dy.atan2(dx);
+        let wobble: f32 = harmonics
+            .iter()
+            .map(|&(k, a, ph)| a * (k * theta + ph).cos())
+            .sum();
+        let r = r0 * (1.0 + wobble);
+        let d = (dx * dx + dy * dy).sqrt();
+        smoothstep(r, 0.25 * r0, d)
+    })
+}
+
+/// Fluid from the base of the lung `(cx, cy, ax, ay)` up to a level that rises towards the lateral
+/// wall (a meniscus), layering denser with depth.
+fn effusion_profile(rng: &mut ChaCha8Rng, (cx, cy, ax, ay): (f32, f32, f32, f32)) -> Profile {
+    let side_sign = if cx < 0.5 { -1.0 } else { 1.0 }; // lateral direction of this lung
+    let base = cy + ay * 0.95;
+    let depth = rng.random_range(0.1..0.2);
+    let rise = rng.random_range(0.04..0.09);
+    Box::new(move |u: f32, v: f32| {
+        let lateral = ((u - cx) * side_sign / ax + 1.0) / 2.0; // 0 medial .. 1 lateral
+        if !(0.0..=1.0).contains(&lateral) {
+            return 0.0;
+        }
+        let level = base - depth - rise * lateral * lateral;
+        let inside_lung = smoothstep(
+            1.0,
+            0.08,
+            ((u - cx) / ax).powi(2) + ((v - cy) / (ay * 1.1)).powi(2),
+        );
+        // Layering: 80% of the full opacity just under the meniscus, all of it 0.05 deeper.
+        let layered = 0.8 + 0.2 * ((v - level) / 0.05).clamp(0.0, 1.0);
+        smoothstep(0.0, 0.012, level - v).max(0.0) * inside_lung * layered
+    })
+}
+
+/// Add `profile` at contrast `c` (a fraction of the headroom to white); returns the box of the
+/// pixels where it adds ≥ 10% of its peak.
+fn paint(img: &mut Gray, profile: &dyn Fn(f32, f32) -> f32, c: f32) -> BBox {
+    let s = img.width as f32;
     let (w, h) = (img.width as usize, img.height as usize);
     let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
     for y in 0..h {
@@ -179,7 +196,7 @@ pub fn implant(
             }
         }
     }
-    let bbox = if x1 >= x0 && y1 >= y0 {
+    if x1 >= x0 && y1 >= y0 {
         BBox::new(
             x0 as f64,
             y0 as f64,
@@ -188,6 +205,5 @@ pub fn implant(
         )
     } else {
         BBox::new(0.0, 0.0, 0.0, 0.0)
-    };
-    Lesion { kind, bbox, lung }
+    }
 }

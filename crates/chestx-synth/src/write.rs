@@ -19,6 +19,8 @@ pub enum SynthError {
     Background(String, String),
     #[error("{0}")]
     Io(String),
+    #[error("{0}")]
+    Config(String),
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +69,40 @@ struct Made {
     lesions: Vec<Lesion>,
 }
 
+/// Image sides accepted, in pixels: phantoms are drawn whole in memory, one per worker.
+pub const SIZES: std::ops::RangeInclusive<u32> = 32..=4096;
+
+impl SynthConfig {
+    /// Refuse settings that cannot make a dataset (or would allocate without bound).
+    pub fn validate(&self) -> Result<(), SynthError> {
+        let bad = |m: String| Err(SynthError::Config(m));
+        if !SIZES.contains(&self.size) {
+            return bad(format!(
+                "image side {} px is outside {}..={}",
+                self.size,
+                SIZES.start(),
+                SIZES.end()
+            ));
+        }
+        if self.n == 0 {
+            return bad("asked for 0 images".into());
+        }
+        if !(self.test_fraction > 0.0 && self.test_fraction < 1.0) {
+            return bad(format!(
+                "test fraction {} is outside (0, 1)",
+                self.test_fraction
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.clean_fraction) {
+            return bad(format!(
+                "clean fraction {} is outside [0, 1]",
+                self.clean_fraction
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Generate `cfg.n` images into `out` (which is created). Deterministic for a given seed.
 pub fn write_dataset(
     bg: &Backgrounds,
@@ -74,60 +110,85 @@ pub fn write_dataset(
     cfg: &SynthConfig,
     progress: &(dyn Fn() + Sync),
 ) -> Result<SynthSummary, SynthError> {
+    cfg.validate()?;
     if bg.is_empty() {
         return Err(SynthError::NoBackgrounds);
     }
     let io = |e: std::io::Error| SynthError::Io(format!("{}: {e}", out.display()));
     std::fs::create_dir_all(out.join("images")).map_err(io)?;
-    let nb = bg.len();
     let made: Vec<Made> = (0..cfg.n)
         .into_par_iter()
         .map(|i| {
-            let (b, follow_up) = (i % nb, i / nb);
-            let mut rng = ChaCha8Rng::seed_from_u64(mix64(cfg.seed ^ mix64(i as u64)));
-            let mut img = bg
-                .get(b, cfg.size, cfg.seed)
-                .map_err(|e| SynthError::Background(b.to_string(), e))?;
-            let count = if rng.random_bool(cfg.clean_fraction) {
-                0
-            } else {
-                rng.random_range(1..=2)
-            };
-            let mut lesions: Vec<Lesion> = Vec::with_capacity(count);
-            for _ in 0..count {
-                let kind = LesionKind::ALL[rng.random_range(0..3)];
-                // Two effusions are bilateral, never two fluid levels in one lung.
-                let lung = lesions
-                    .iter()
-                    .find(|l| kind == LesionKind::Effusion && l.kind == kind)
-                    .map(|l| 1 - l.lung);
-                lesions.push(implant(&mut img, kind, &mut rng, cfg.contrast, lung));
-            }
-            // Fresh noise everywhere, so lesion pixels are not marked by their texture.
-            for v in img.data.iter_mut() {
-                let n: f32 = (0..4).map(|_| rng.random_range(-1.0f32..1.0)).sum::<f32>() * 0.866;
-                *v = (*v + cfg.noise * n).clamp(0.0, 1.0);
-            }
-            let name = format!("{:08}_{:03}.png", b + 1, follow_up);
-            img.save_png(&out.join("images").join(&name))
-                .map_err(|e| SynthError::Io(e.to_string()))?;
+            let m = make_image(bg, out, cfg, i)?;
             progress();
-            Ok(Made {
-                name,
-                patient: b + 1,
-                follow_up,
-                lesions,
-            })
+            Ok(m)
         })
         .collect::<Result<_, SynthError>>()?;
+    let test = test_patients(bg.len(), cfg);
+    write_index(&made, &test, out, cfg)
+}
 
-    // Patient-wise split: shuffle backgrounds, the first share goes to test.
+/// Phantom `i`: background `i % backgrounds` (its patient), follow-up `i / backgrounds`, zero to two
+/// lesions, fresh noise; written to `images/`.
+fn make_image(
+    bg: &Backgrounds,
+    out: &Path,
+    cfg: &SynthConfig,
+    i: usize,
+) -> Result<Made, SynthError> {
+    let nb = bg.len();
+    let (b, follow_up) = (i % nb, i / nb);
+    let mut rng = ChaCha8Rng::seed_from_u64(mix64(cfg.seed ^ mix64(i as u64)));
+    let mut img = bg
+        .get(b, cfg.size, cfg.seed)
+        .map_err(|e| SynthError::Background(b.to_string(), e))?;
+    let count = if rng.random_bool(cfg.clean_fraction) {
+        0
+    } else {
+        rng.random_range(1..=2)
+    };
+    let mut lesions: Vec<Lesion> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let kind = LesionKind::ALL[rng.random_range(0..3)];
+        // Two effusions are bilateral, never two fluid levels in one lung.
+        let lung = lesions
+            .iter()
+            .find(|l| kind == LesionKind::Effusion && l.kind == kind)
+            .map(|l| 1 - l.lung);
+        lesions.push(implant(&mut img, kind, &mut rng, cfg.contrast, lung));
+    }
+    // Fresh noise everywhere, so lesion pixels are not marked by their texture.
+    for v in img.data.iter_mut() {
+        let n: f32 = (0..4).map(|_| rng.random_range(-1.0f32..1.0)).sum::<f32>() * 0.866;
+        *v = (*v + cfg.noise * n).clamp(0.0, 1.0);
+    }
+    let name = format!("{:08}_{:03}.png", b + 1, follow_up);
+    img.save_png(&out.join("images").join(&name))
+        .map_err(|e| SynthError::Io(e.to_string()))?;
+    Ok(Made {
+        name,
+        patient: b + 1,
+        follow_up,
+        lesions,
+    })
+}
+
+/// Patient-wise split: backgrounds shuffled, the first share goes to test.
+fn test_patients(nb: usize, cfg: &SynthConfig) -> std::collections::HashSet<usize> {
     let mut patients: Vec<usize> = (1..=nb).collect();
     patients.shuffle(&mut ChaCha8Rng::seed_from_u64(mix64(cfg.seed ^ 0x5EED)));
     let n_test =
         ((nb as f64 * cfg.test_fraction).round() as usize).clamp(1, nb.saturating_sub(1).max(1));
-    let test: std::collections::HashSet<usize> = patients[..n_test].iter().copied().collect();
+    patients[..n_test].iter().copied().collect()
+}
 
+/// `Data_Entry.csv`, `BBox_List.csv` and the split lists, each written atomically.
+fn write_index(
+    made: &[Made],
+    test: &std::collections::HashSet<usize>,
+    out: &Path,
+    cfg: &SynthConfig,
+) -> Result<SynthSummary, SynthError> {
     let mut entry = String::from(
         "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]\n",
     );
@@ -137,7 +198,7 @@ pub fn write_dataset(
         images: made.len(),
         ..Default::default()
     };
-    for m in &made {
+    for m in made {
         let mut kinds: Vec<LesionKind> = m.lesions.iter().map(|l| l.kind).collect();
         kinds.sort_by_key(|k| k.finding());
         kinds.dedup();
@@ -145,11 +206,8 @@ pub fn write_dataset(
             sum.clean += 1;
             "No Finding".to_string()
         } else {
-            kinds
-                .iter()
-                .map(|k| k.finding().name())
-                .collect::<Vec<_>>()
-                .join("|")
+            let names: Vec<&str> = kinds.iter().map(|k| k.finding().name()).collect();
+            names.join("|")
         };
         for k in &kinds {
             sum.per_class[LesionKind::ALL.iter().position(|x| x == k).unwrap()] += 1;
@@ -160,28 +218,23 @@ pub fn write_dataset(
             m.name, labels, m.follow_up, m.patient, cfg.size, cfg.size
         );
         for l in &m.lesions {
-            let b = l.bbox;
-            let _ = writeln!(
-                boxes,
-                "{},{},{},{},{},{}",
-                m.name,
-                l.kind.finding().name(),
-                b.x,
-                b.y,
-                b.w,
-                b.h
-            );
+            let (b, f) = (l.bbox, l.kind.finding().name());
+            let _ = writeln!(boxes, "{},{f},{},{},{},{}", m.name, b.x, b.y, b.w, b.h);
             sum.boxes += 1;
         }
-        if test.contains(&m.patient) {
-            test_list.push(m.name.as_str());
+        let list = if test.contains(&m.patient) {
+            &mut test_list
         } else {
-            train_list.push(m.name.as_str());
-        }
+            &mut train_list
+        };
+        list.push(m.name.as_str());
     }
     sum.train_images = train_list.len();
     sum.test_images = test_list.len();
-    let write = |name: &str, body: &str| std::fs::write(out.join(name), body).map_err(io);
+    let write = |name: &str, body: &str| {
+        chestx_core::io::write_atomic(&out.join(name), body.as_bytes())
+            .map_err(|e| SynthError::Io(e.to_string()))
+    };
     write("Data_Entry.csv", &entry)?;
     write("BBox_List.csv", &boxes)?;
     write("train_val_list.txt", &train_list.join("\n"))?;

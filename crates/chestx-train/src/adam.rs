@@ -6,18 +6,17 @@
 //! tensor rather than several per parameter — what PyTorch's multi-tensor Adam achieves, and what
 //! matters there, where a ResNet-50 step would otherwise launch over a thousand tiny kernels. On a
 //! CPU the update is one fused pass over raw memory, split between the intra-op threads (PyTorch's
-//! `fused=True`; 35 ms instead of 115 ms for tensor-by-tensor ops on ResNet-50 + transition here),
-//! and convolution weights sit in the buffer channels-last (NHWC): oneDNN then runs every
-//! convolution of the network NHWC, forward and backward (PyTorch's `channels_last`; measured here
-//! 1.2× on a ResNet-50 training step).
+//! `fused=True`), and convolution weights sit in the buffer channels-last (NHWC): oneDNN then runs
+//! every convolution of the network NHWC, forward and backward (PyTorch's `channels_last`). Timings
+//! of both choices: docs/performance.md ("CPU kernels", "Weight layouts").
 //!
 //! Gradients come fresh from each backward pass ([`Adam::backward_step`]) instead of being summed
 //! into zeroed `.grad` buffers, which costs a zeroing and an accumulating pass over every parameter
-//! (what PyTorch's `zero_grad(set_to_none=True)` avoids; 15% of a CPU ResNet-50 step here). The
+//! (what PyTorch's `zero_grad(set_to_none=True)` avoids). The
 //! forward pass may name convolutions whose gradients are cheaper formed here than by autograd
 //! ([`Adam::backward_step_with`], [`chestx_model::manual_conv`]).
 
-use crate::layout::ConvLayout;
+use chestx_model::layout::ConvLayout;
 use chestx_model::manual_conv::{laid_like, ManualConv, Part};
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};

@@ -1,7 +1,8 @@
 //! The optimizer's first update against Adam's formula, for a convolution weight (laid out
 //! channels-last in the flat buffer on a CPU) and a linear layer, with gradients taken fresh.
 
-use chestx_train::{Adam, ConvLayout};
+use chestx_model::layout::ConvLayout;
+use chestx_train::Adam;
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 

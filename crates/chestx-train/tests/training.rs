@@ -3,12 +3,11 @@
 //! exactly the weights of an uninterrupted one.
 
 use chestx_data::Split;
+use chestx_infer::run::load_split;
+use chestx_infer::score::{columns_of, per_class_auc, score_samples};
 use chestx_model::{Arch, Loss, ModelConfig, Pooling};
 use chestx_synth::{write_dataset, Backgrounds, SynthConfig};
-use chestx_train::{
-    load_split, per_class_auc, predict_samples, train, Controls, Outcome, Quiet, Run, TrainConfig,
-    TrainError,
-};
+use chestx_train::{train, Controls, Outcome, Quiet, Run, Start, TrainConfig, TrainError};
 use std::path::Path;
 use std::sync::Arc;
 use tch::{Device, Tensor};
@@ -58,9 +57,8 @@ fn config(dataset: &Path, input: i64, epochs: usize) -> TrainConfig {
 fn run_to_end(dir: &Path, cfg: TrainConfig) -> Outcome {
     train(
         dir,
-        Some(cfg),
+        Start::New(Box::new(cfg)),
         Device::Cpu,
-        false,
         &Quiet,
         &Controls::default(),
     )
@@ -81,9 +79,9 @@ fn learns_visible_lesions_from_image_labels() {
     let run = Run::open(&run_dir, Device::Cpu).unwrap();
     let (_vs, net) = run.load_model(&run.best()).unwrap();
     let test = Arc::new(load_split(&data, Split::Test, 0.15, 7, &Default::default()).unwrap());
-    let columns = chestx_train::columns_of(&run.config.model.classes).unwrap();
-    let (p, t, _) = predict_samples(&net, test, &columns, &Loss::Wcel, 32, Device::Cpu);
-    let auc = per_class_auc(&p, &t, 3);
+    let columns = columns_of(&run.config.model.classes).unwrap();
+    let s = score_samples(&net, test, &columns, &Loss::Wcel, 32, Device::Cpu);
+    let auc = per_class_auc(&s.probs, &s.truth, 3);
     let mean = auc.iter().flatten().sum::<f64>() / 3.0;
     eprintln!("test AUC per class {auc:?}, mean {mean:.3}");
     assert!(mean >= 0.9, "mean test AUC {mean:.3}: {auc:?}");
@@ -110,7 +108,14 @@ fn interrupted_and_resumed_run_matches_an_uninterrupted_one() {
         max_steps: Some(3),
         ..Default::default()
     };
-    let first = train(&parts, Some(cfg.clone()), Device::Cpu, false, &Quiet, &ctl).unwrap();
+    let first = train(
+        &parts,
+        Start::New(Box::new(cfg.clone())),
+        Device::Cpu,
+        &Quiet,
+        &ctl,
+    )
+    .unwrap();
     let Outcome::Interrupted(at) = first else {
         panic!("expected an interruption, got {first:?}")
     };
@@ -120,16 +125,15 @@ fn interrupted_and_resumed_run_matches_an_uninterrupted_one() {
         max_steps: Some(2),
         ..Default::default()
     };
-    let Outcome::Interrupted(at) = train(&parts, None, Device::Cpu, true, &Quiet, &ctl).unwrap()
+    let Outcome::Interrupted(at) = train(&parts, Start::Resume, Device::Cpu, &Quiet, &ctl).unwrap()
     else {
         panic!()
     };
     assert!(at.global_step == 5);
     let last = train(
         &parts,
-        None,
+        Start::Resume,
         Device::Cpu,
-        true,
         &Quiet,
         &Controls::default(),
     )
@@ -178,18 +182,16 @@ fn a_new_run_refuses_a_folder_that_holds_one() {
     };
     train(
         &run,
-        Some(config(&data, 64, 1)),
+        Start::New(Box::new(config(&data, 64, 1))),
         Device::Cpu,
-        false,
         &Quiet,
         &ctl,
     )
     .unwrap();
     let again = train(
         &run,
-        Some(config(&data, 64, 1)),
+        Start::New(Box::new(config(&data, 64, 1))),
         Device::Cpu,
-        false,
         &Quiet,
         &ctl,
     );
@@ -210,9 +212,8 @@ fn a_diverging_run_stops_with_a_clear_error_and_no_checkpoint_of_the_bad_step() 
     cfg.checkpoint_every = 1;
     let err = train(
         &run,
-        Some(cfg),
+        Start::New(Box::new(cfg)),
         Device::Cpu,
-        false,
         &Quiet,
         &Controls::default(),
     )
@@ -292,13 +293,22 @@ fn trains_and_evaluates_on_the_chexpert_layout_with_uncertain_labels_left_out() 
         assert!(train_loss.is_finite() && train_loss > 0.0, "{row}");
     }
     let run = Run::open(&run_dir, Device::Cpu).unwrap();
-    let opts = chestx_train::evaluate::EvalOptions {
+    let opts = chestx_infer::evaluate::EvalOptions {
         bootstrap: 50,
         overlays: 8, // without boxes, a quarter of these: 2
         ..Default::default()
     };
-    let res = chestx_train::evaluate::evaluate(&run, &tmp.path().join("eval"), &opts, &|_, _| {})
+    let before = folder_snapshot(&run_dir);
+    let res = chestx_infer::evaluate::evaluate(&run, &tmp.path().join("eval"), &opts, &|_, _| {})
         .unwrap();
+    // An evaluation never writes into the run: its thresholds go beside its report.
+    assert_eq!(folder_snapshot(&run_dir), before);
+    let th = chestx_infer::Thresholds::read(
+        &tmp.path().join("eval/thresholds.json"),
+        &run.config.model.classes,
+    )
+    .unwrap();
+    assert_eq!(res.thresholds.as_ref(), Some(&th));
     let test = load_split(&cx, Split::Test, 0.15, 7, &Default::default()).unwrap();
     assert_eq!(res.images, test.len());
     // Each class is scored on its known labels only: Mass loses its uncertain positives, Nodule
@@ -322,4 +332,19 @@ fn trains_and_evaluates_on_the_chexpert_layout_with_uncertain_labels_left_out() 
         assert!(tmp.path().join("eval").join(o).is_file(), "{o}");
         assert!(!o.trim_start_matches("overlays/").contains('/'), "{o}");
     }
+}
+
+/// Every file of a folder with its bytes.
+fn folder_snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+    v.sort();
+    v
 }

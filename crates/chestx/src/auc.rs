@@ -1,7 +1,7 @@
 //! `chestx auc`: per-class ROC AUC (with bootstrap intervals) for any model's predictions.
 
+use crate::args::{BlankArg, UncertainArg};
 use crate::output::emit_report;
-use crate::train::{BlankArg, UncertainArg};
 use anyhow::{bail, Context, Result};
 use chestx_core::Finding;
 use chestx_data::{read_label_file, SampleOptions};

@@ -161,7 +161,7 @@ pub struct InspectArgs {
 pub fn run_inspect(a: InspectArgs) -> Result<ExitCode> {
     let bytes =
         std::fs::read(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
-    let is_dicom = image::guess_format(&bytes).is_err() && dicom::looks_like_dicom(&bytes);
+    let is_dicom = dicom::is_dicom(&bytes);
     let (img, info) = if is_dicom {
         let (g, i) =
             dicom::decode(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
@@ -192,51 +192,7 @@ pub fn run_inspect(a: InspectArgs) -> Result<ExitCode> {
         println!("{}", a.file.display());
         println!("  size            {} × {}", img.width, img.height);
         if let Some(i) = &info {
-            let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
-            println!(
-                "  DICOM           {} ({})",
-                if i.part10 {
-                    "Part 10"
-                } else {
-                    "ACR-NEMA, no meta group"
-                },
-                i.transfer_syntax_name
-            );
-            println!("  modality        {}", opt(&i.modality));
-            println!("  photometric     {}", i.photometric);
-            println!(
-                "  bits            {} stored in {}, {} sample(s), {} frame(s)",
-                i.bits_stored, i.bits_allocated, i.samples_per_pixel, i.frames
-            );
-            println!(
-                "  rescale         slope {} intercept {}",
-                i.rescale.0, i.rescale.1
-            );
-            println!(
-                "  window          {}",
-                i.window
-                    .map(|(c, w)| format!("centre {c} width {w}"))
-                    .unwrap_or_else(|| "none (full range shown)".into())
-            );
-            println!(
-                "  pixel spacing   {}",
-                i.pixel_spacing
-                    .map(|(r, c)| format!("{r} × {c} mm"))
-                    .unwrap_or_else(|| "-".into())
-            );
-            println!("  view            {}", opt(&i.view_position));
-            println!(
-                "  patient         sex {}, age {}; identifiers {} (not shown)",
-                opt(&i.patient_sex),
-                i.patient_age
-                    .map(|a| a.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                if i.patient_id.is_some() {
-                    "present"
-                } else {
-                    "absent"
-                }
-            );
+            print_dicom_info(i);
         }
         println!("  display values  min {lo:.3} max {hi:.3} mean {mean:.3} (0 black, 1 white)");
     }
@@ -245,4 +201,53 @@ pub fn run_inspect(a: InspectArgs) -> Result<ExitCode> {
         eprintln!("preview -> {}", p.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The DICOM header fields `inspect` shows (patient identifiers only as present/absent).
+fn print_dicom_info(i: &dicom::DicomInfo) {
+    let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    println!(
+        "  DICOM           {} ({})",
+        if i.part10 {
+            "Part 10"
+        } else {
+            "ACR-NEMA, no meta group"
+        },
+        i.transfer_syntax_name
+    );
+    println!("  modality        {}", opt(&i.modality));
+    println!("  photometric     {}", i.photometric);
+    println!(
+        "  bits            {} stored in {}, {} sample(s), {} frame(s)",
+        i.bits_stored, i.bits_allocated, i.samples_per_pixel, i.frames
+    );
+    println!(
+        "  rescale         slope {} intercept {}",
+        i.rescale.0, i.rescale.1
+    );
+    println!(
+        "  window          {}",
+        i.window
+            .map(|(c, w)| format!("centre {c} width {w}"))
+            .unwrap_or_else(|| "none (full range shown)".into())
+    );
+    println!(
+        "  pixel spacing   {}",
+        i.pixel_spacing
+            .map(|(r, c)| format!("{r} × {c} mm"))
+            .unwrap_or_else(|| "-".into())
+    );
+    println!("  view            {}", opt(&i.view_position));
+    println!(
+        "  patient         sex {}, age {}; identifiers {} (not shown)",
+        opt(&i.patient_sex),
+        i.patient_age
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "-".into()),
+        if i.patient_id.is_some() {
+            "present"
+        } else {
+            "absent"
+        }
+    );
 }

@@ -1,19 +1,9 @@
-//! `chestx`: the command line. It parses arguments, wires the library crates together and reports
-//! progress and errors; the science lives in the library crates.
+//! `chestx`: the command line. Commands that need no network run here, in a binary that never
+//! loads libtorch; the model commands are handed, arguments untouched, to `chestx-torch` beside it.
 
-mod auc;
-mod bench;
-mod bench_decode;
-mod bench_model;
-mod demo;
-mod eval;
-mod ingest;
-mod label;
-mod output;
-mod predict;
-mod train;
-
-use clap::{Parser, Subcommand};
+use chestx_cli::{auc, ingest, label, synth};
+use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -30,6 +20,13 @@ struct Cli {
     command: Command,
 }
 
+/// The arguments of a model command, read by `chestx-torch` (which prints its help).
+#[derive(Args)]
+struct ModelArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    _args: Vec<OsString>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Label radiology reports with the 14 findings and No Finding (CheXpert 1/0/-1/blank convention).
@@ -38,29 +35,31 @@ enum Command {
     LabelEval(label::LabelEvalArgs),
     /// Per-class ROC AUC with 95% bootstrap intervals for any model's predictions.
     Auc(auc::AucArgs),
-    /// Train the weakly supervised classifier (backbone + transition + pooling + prediction layer).
-    Train(train::TrainArgs),
-    /// Convert released weights (.pth/.safetensors) to a backbone safetensors file for --init.
-    ImportWeights(train::ImportArgs),
     /// Build a dataset from hospital exports: DICOM/PNG/JPEG → PNGs, Data_Entry.csv, patient-wise split,
     /// pseudonymized patients, labels from reports.
     Ingest(ingest::IngestArgs),
     /// Show a DICOM/PNG/JPEG file's key attributes and write a preview PNG.
     Inspect(ingest::InspectArgs),
     /// Write a phantom dataset: lesions with known boxes implanted into radiographs (NIH layout).
-    Synth(train::SynthArgs),
+    Synth(synth::SynthArgs),
+    /// Train the weakly supervised classifier (backbone + transition + pooling + prediction layer).
+    #[command(disable_help_flag = true)]
+    Train(ModelArgs),
+    /// Convert released weights (.pth/.safetensors) to a backbone safetensors file for --init.
+    #[command(disable_help_flag = true)]
+    ImportWeights(ModelArgs),
     /// Evaluate a trained run: per-class AUC with CIs, ROC plots, localization table, overlays.
-    Eval(eval::EvalArgs),
+    #[command(disable_help_flag = true)]
+    Eval(ModelArgs),
     /// Predict findings, heatmap boxes and overlays for new PNG/JPEG/DICOM images.
-    Predict(predict::PredictArgs),
+    #[command(disable_help_flag = true)]
+    Predict(ModelArgs),
     /// The whole pipeline on phantoms in minutes: synth, label, train, eval, report.
-    Demo(demo::DemoArgs),
-    /// Benchmarks that print throughput on this machine.
-    Bench(bench::BenchArgs),
+    #[command(disable_help_flag = true)]
+    Demo(ModelArgs),
 }
 
 fn main() -> ExitCode {
-    keep_freed_memory();
     let cli = Cli::parse();
     if let Some(n) = cli.threads {
         if let Err(e) = rayon::ThreadPoolBuilder::new()
@@ -75,15 +74,14 @@ fn main() -> ExitCode {
         Command::Label(a) => label::run_label(a),
         Command::LabelEval(a) => label::run_label_eval(a),
         Command::Auc(a) => auc::run(a),
-        Command::Train(a) => train::run_train(a),
-        Command::ImportWeights(a) => train::run_import(a),
-        Command::Synth(a) => train::run_synth(a),
         Command::Ingest(a) => ingest::run_ingest(a),
         Command::Inspect(a) => ingest::run_inspect(a),
-        Command::Eval(a) => eval::run_eval(a),
-        Command::Predict(a) => predict::run_predict(a),
-        Command::Demo(a) => demo::run_demo(a),
-        Command::Bench(a) => bench::run(a),
+        Command::Synth(a) => synth::run_synth(a),
+        Command::Train(_)
+        | Command::ImportWeights(_)
+        | Command::Eval(_)
+        | Command::Predict(_)
+        | Command::Demo(_) => hand_to_torch_binary(),
     };
     match result {
         Ok(code) => code,
@@ -94,18 +92,31 @@ fn main() -> ExitCode {
     }
 }
 
-/// libtorch allocates each training step's activations (hundreds of MB for a ResNet-50 on a CPU) with
-/// plain `malloc` and frees them when the step ends. glibc returns blocks above its mmap threshold to
-/// the kernel at once, so the next step page-faults and zero-fills them all again. A fixed threshold
-/// of 32 MiB (glibc's largest) and a high trim threshold keep freed blocks in the heap for reuse.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn keep_freed_memory() {
-    // SAFETY: mallopt only sets allocator parameters; called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+/// Replace this process by `chestx-torch` (beside this binary) with the same arguments: signals,
+/// exit status and output are then that command's own.
+fn hand_to_torch_binary() -> anyhow::Result<ExitCode> {
+    let me = std::env::current_exe()?;
+    let torch = me.with_file_name(format!("chestx-torch{}", std::env::consts::EXE_SUFFIX));
+    if !torch.is_file() {
+        anyhow::bail!(
+            "this command runs a network, which {} does: it is not beside {} (build both with `cargo build --release -p chestx`)",
+            torch.display(),
+            me.display()
+        );
+    }
+    let mut cmd = std::process::Command::new(&torch);
+    cmd.args(std::env::args_os().skip(1));
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let e = cmd.exec(); // returns only on failure
+        anyhow::bail!("cannot start {}: {e}", torch.display())
+    }
+    #[cfg(not(unix))]
+    {
+        let status = cmd.status()?;
+        Ok(ExitCode::from(
+            status.code().unwrap_or(2).clamp(0, 255) as u8
+        ))
     }
 }
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn keep_freed_memory() {}

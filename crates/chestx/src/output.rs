@@ -1,31 +1,18 @@
 //! Output plumbing shared by subcommands: atomic file writes and progress bars.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 
-/// Write a file atomically: into a temporary file beside it, then renamed over it, so a crash never
+/// Write a file atomically and durably (see [`chestx_core::io::write_atomic_with`]): a crash never
 /// leaves a half-written output.
 pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create folder {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    {
-        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
-        fill(&mut w).with_context(|| format!("cannot write {}", path.display()))?;
-        w.flush()
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    tmp.as_file().sync_all().ok();
-    tmp.persist(path)
-        .with_context(|| format!("cannot move the finished file to {}", path.display()))?;
-    Ok(())
+    chestx_core::io::write_atomic_stream(path, |w| {
+        fill(w).map_err(|e| std::io::Error::other(format!("{e:#}")))
+    })
+    // The error names the path already: "cannot write PATH: reason".
+    .map_err(|e| anyhow::anyhow!("cannot write {e}"))
 }
 
 /// A progress bar on stderr when it is a terminal and the job is large enough to be worth one;

@@ -9,6 +9,9 @@ use common::{chestx, data_dir};
 
 #[test]
 fn quick_phantom_study_learns_and_localizes() {
+    if !chestx_testkit::slow("the quick phantom study (about 4 minutes)") {
+        return;
+    }
     let Some(data) = data_dir("nih/backgrounds-256") else {
         return;
     };

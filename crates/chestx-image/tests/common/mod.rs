@@ -4,16 +4,7 @@ use std::path::PathBuf;
 
 /// `$CHESTX_DATA/sub` (default: the `shared/data` beside the checkout), or `None` with a SKIP line.
 pub fn data_dir(sub: &str) -> Option<PathBuf> {
-    let p = std::env::var_os("CHESTX_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
-        .join(sub);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("SKIP: no {} (set CHESTX_DATA)", p.display());
-        None
-    }
+    chestx_testkit::data(sub)
 }
 
 /// The NIH PNG originals in name order, or `None` (skipped) without the data.

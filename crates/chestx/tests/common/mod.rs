@@ -7,15 +7,7 @@ use std::process::Command;
 /// SKIP message) when absent.
 #[allow(dead_code)] // not every test binary reads the real data
 pub fn data_dir(probe: &str) -> Option<PathBuf> {
-    let p = std::env::var_os("CHESTX_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    if p.join(probe).exists() {
-        Some(p)
-    } else {
-        eprintln!("SKIP: no {probe} under {} (set CHESTX_DATA)", p.display());
-        None
-    }
+    chestx_testkit::data(probe).map(|_| chestx_testkit::data_root())
 }
 
 pub fn chestx() -> Command {

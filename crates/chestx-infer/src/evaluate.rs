@@ -3,7 +3,8 @@
 //! T(IoBB) and T(IoU) thresholds) from class activation maps turned into boxes.
 
 use crate::heat::{batch_heat, ClassHeat, Localizer};
-use crate::{batch_tensors, columns_of, Run, TrainError};
+use crate::score::{batch_tensors, columns_of, known_labels, score_samples};
+use crate::{youden_threshold, InferError, Run, Thresholds};
 use chestx_core::{BBox, Finding};
 use chestx_data::{epoch_order, Dataset, Loader, LoaderConfig, NihDataset, Sample, Split};
 use chestx_eval::boxes::{
@@ -70,12 +71,17 @@ pub struct EvalResults {
     pub split: String,
     pub images: usize,
     pub failed_images: Vec<String>,
+    /// Films the split lists that are not on disk.
+    pub missing_images: usize,
     pub localizer: Localizer,
     /// The localization method, in words.
     pub method: String,
     pub classes: Vec<ClassResult>,
     pub mean_auc: Option<f64>,
     pub overlays: Vec<String>,
+    /// The operating thresholds chosen on the validation split (also written as
+    /// `thresholds.json` beside the report), when the dataset has validation films.
+    pub thresholds: Option<Thresholds>,
 }
 
 /// What the loop over the split gathers.
@@ -96,13 +102,15 @@ struct Gathered {
 struct Setup<'a> {
     run: &'a Run,
     opts: &'a EvalOptions,
-    net: crate::ChestNet,
+    net: chestx_model::ChestNet,
     samples: Arc<Vec<Sample>>,
     columns: Vec<usize>,
     classes: Vec<Finding>,
     truth_boxes: HashMap<(String, Finding), Vec<BBox>>,
     /// Per class, the operating threshold (validation split), when there is one.
-    thresholds: Option<Vec<f32>>,
+    thresholds: Option<Thresholds>,
+    /// Films the split lists that are not on disk.
+    missing: usize,
 }
 
 impl Setup<'_> {
@@ -118,7 +126,7 @@ impl Setup<'_> {
 
     /// Whether the method draws boxes of class `ci` at probability `p`.
     fn draws(&self, ci: usize, p: f32) -> bool {
-        !self.opts.localizer.gated() || p >= self.thresholds.as_ref().map_or(0.5, |t| t[ci])
+        !self.opts.localizer.gated() || p >= self.thresholds.as_ref().map_or(0.5, |t| t.values[ci])
     }
 }
 
@@ -127,13 +135,13 @@ pub fn evaluate(
     out_dir: &Path,
     opts: &EvalOptions,
     progress: &dyn Fn(usize, usize),
-) -> Result<EvalResults, TrainError> {
+) -> Result<EvalResults, InferError> {
     let checkpoint = run.checkpoint_or_best(opts.checkpoint.as_deref());
     let (_vs, net) = run.load_model(&checkpoint)?;
-    let ds = crate::open_dataset(&run.config.dataset)?;
+    let ds = run.dataset()?;
     let setup = setup(run, opts, net, &ds)?;
     std::fs::create_dir_all(out_dir.join("overlays"))
-        .map_err(|e| TrainError::Io(out_dir.display().to_string(), e.to_string()))?;
+        .map_err(|e| InferError::Io(out_dir.display().to_string(), e.to_string()))?;
     let g = gather(&setup, progress)?;
     let split_name = format!("{:?}", opts.split).to_lowercase();
     let (results, curves) = class_results(&setup, &g);
@@ -142,7 +150,7 @@ pub fn evaluate(
         &format!("ROC, {split_name} split"),
         &curves,
     )
-    .map_err(|m| TrainError::Io("roc".into(), m))?;
+    .map_err(|m| InferError::Io(out_dir.join("roc").display().to_string(), m))?;
     let overlays = write_overlays(&setup, &g.kept, out_dir)?;
     let defined: Vec<f64> = results.iter().filter_map(|r| r.auc).collect();
     let res = EvalResults {
@@ -151,39 +159,44 @@ pub fn evaluate(
         split: split_name,
         images: g.probs.len(),
         failed_images: g.failed,
+        missing_images: setup.missing,
         localizer: opts.localizer.clone(),
         method: opts.localizer.describe(&setup.net),
         mean_auc: (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64),
         classes: results,
         overlays,
+        thresholds: setup.thresholds.clone(),
     };
-    if let Some(th) = &setup.thresholds {
-        // Operating thresholds for `chestx predict`, from the validation split.
-        crate::write_atomic(
-            &run.dir.join("thresholds.json"),
-            &serde_json::to_vec(th).expect("serializes"),
-        )?;
+    // Operating thresholds for `chestx predict --thresholds`, beside the report (never in the run).
+    if let Some(th) = &res.thresholds {
+        th.write(&out_dir.join("thresholds.json"))?;
     }
-    let json = serde_json::to_vec_pretty(&res).expect("results serialize");
-    crate::write_atomic(&out_dir.join("results.json"), &json)?;
-    crate::write_atomic(&out_dir.join("report.md"), markdown(&res).as_bytes())?;
+    let write = |name: &str, bytes: &[u8]| {
+        let p = out_dir.join(name);
+        chestx_core::io::write_atomic(&p, bytes).map_err(|e| InferError::io(&p, e))
+    };
+    write(
+        "results.json",
+        &serde_json::to_vec_pretty(&res).expect("results serialize"),
+    )?;
+    write("report.md", markdown(&res).as_bytes())?;
     Ok(res)
 }
 
 fn setup<'a>(
     run: &'a Run,
     opts: &'a EvalOptions,
-    net: crate::ChestNet,
+    net: chestx_model::ChestNet,
     ds: &Dataset,
-) -> Result<Setup<'a>, TrainError> {
+) -> Result<Setup<'a>, InferError> {
     let cfg = &run.config;
     opts.localizer
         .heat_options(&net)
         .stages(&net)
-        .map_err(TrainError::Config)?;
-    let (samples, _missing) = ds.samples(opts.split, cfg.val_fraction, cfg.seed, &cfg.labels);
+        .map_err(InferError::Config)?;
+    let (samples, missing) = ds.samples(opts.split, cfg.val_fraction, cfg.seed, &cfg.labels);
     if samples.is_empty() {
-        return Err(TrainError::Dataset(
+        return Err(InferError::Dataset(
             cfg.dataset.display().to_string(),
             format!("no {:?} images on disk", opts.split),
         ));
@@ -194,7 +207,7 @@ fn setup<'a>(
         Some(p) => {
             let dir = p.parent().unwrap_or(Path::new("."));
             NihDataset::open_boxes(p)
-                .map_err(|e| TrainError::Dataset(dir.display().to_string(), e.to_string()))?
+                .map_err(|e| InferError::Dataset(dir.display().to_string(), e.to_string()))?
         }
         None => ds.boxes().to_vec(),
     };
@@ -215,6 +228,7 @@ fn setup<'a>(
         classes,
         truth_boxes,
         thresholds,
+        missing,
     })
 }
 
@@ -223,21 +237,14 @@ fn setup<'a>(
 fn operating_thresholds(
     run: &Run,
     ds: &Dataset,
-    net: &crate::ChestNet,
+    net: &chestx_model::ChestNet,
     columns: &[usize],
     batch_size: usize,
-) -> Option<Vec<f32>> {
+) -> Option<Thresholds> {
+    let val = run.split(ds, Split::Val).ok()?;
+    let films = val.len();
     let cfg = &run.config;
-    let val = crate::split_of(
-        ds,
-        &cfg.dataset,
-        Split::Val,
-        cfg.val_fraction,
-        cfg.seed,
-        &cfg.labels,
-    )
-    .ok()?;
-    let (vp, vt, _) = crate::predict_samples(
+    let v = score_samples(
         net,
         Arc::new(val),
         columns,
@@ -245,18 +252,23 @@ fn operating_thresholds(
         batch_size,
         run.device,
     );
-    Some(
-        (0..columns.len())
+    Some(Thresholds {
+        classes: cfg.model.classes.clone(),
+        values: (0..columns.len())
             .map(|ci| {
-                let (s, t) = crate::known_labels(&vp, &vt, ci);
-                crate::predict::youden_threshold(&s, &t).unwrap_or(0.5) as f32
+                let (s, t) = known_labels(&v.probs, &v.truth, ci);
+                youden_threshold(&s, &t).unwrap_or(0.5) as f32
             })
             .collect(),
-    )
+        source: format!(
+            "Youden's J on the validation split ({} of {films} films read)",
+            v.probs.len()
+        ),
+    })
 }
 
 /// Probabilities, heatmaps and boxes over the split.
-fn gather(s: &Setup, progress: &dyn Fn(usize, usize)) -> Result<Gathered, TrainError> {
+fn gather(s: &Setup, progress: &dyn Fn(usize, usize)) -> Result<Gathered, InferError> {
     let size = s.run.config.model.input_size;
     let lcfg = LoaderConfig {
         batch_size: s.opts.batch_size,
@@ -288,7 +300,7 @@ fn gather(s: &Setup, progress: &dyn Fn(usize, usize)) -> Result<Gathered, TrainE
             continue;
         }
         let (x, y) = batch_tensors(&b, size, &s.columns, s.run.device);
-        let (p, heat) = batch_heat(&s.net, &x, heat_opts).map_err(TrainError::Config)?;
+        let (p, heat) = batch_heat(&s.net, &x, heat_opts).map_err(InferError::Config)?;
         let yv: Vec<f32> =
             Vec::<f32>::try_from(y.to_device(Device::Cpu).flatten(0, -1)).unwrap_or_default();
         for (k, &si) in b.samples.iter().enumerate() {
@@ -363,7 +375,7 @@ fn class_results(s: &Setup, g: &Gathered) -> (Vec<ClassResult>, Vec<chestx_eval:
     let mut results = Vec::new();
     let mut curves = Vec::new();
     for (ci, f) in s.classes.iter().enumerate() {
-        let (sc, t) = crate::known_labels(&g.probs, &g.truth, ci);
+        let (sc, t) = known_labels(&g.probs, &g.truth, ci);
         let auc = roc_auc(&sc, &t);
         if let Some(a) = auc {
             curves.push(chestx_eval::plot::Curve {
@@ -384,7 +396,7 @@ fn class_results(s: &Setup, g: &Gathered) -> (Vec<ClassResult>, Vec<chestx_eval:
                 0.95,
                 s.opts.seed.wrapping_add(ci as u64),
             ),
-            operating_threshold: s.thresholds.as_ref().map(|t| t[ci]),
+            operating_threshold: s.thresholds.as_ref().map(|t| t.values[ci]),
             box_images: cs.len(),
             iou: IOU_THRESHOLDS
                 .iter()
@@ -405,7 +417,7 @@ fn write_overlays(
     s: &Setup,
     kept: &[(usize, Vec<f32>, Vec<ClassHeat>)],
     out_dir: &Path,
-) -> Result<Vec<String>, TrainError> {
+) -> Result<Vec<String>, InferError> {
     let size = s.run.config.model.input_size as u32;
     let mut files = Vec::new();
     for (si, p, hms) in kept {
@@ -440,7 +452,7 @@ fn write_overlays(
             );
             let path = out_dir.join("overlays").join(&name);
             chestx_eval::overlay::save_overlay(&o, &path)
-                .map_err(|m| TrainError::Io(name.clone(), m))?;
+                .map_err(|m| InferError::Io(name.clone(), m))?;
             files.push(format!("overlays/{name}"));
         }
     }
@@ -456,6 +468,12 @@ pub fn markdown(r: &EvalResults) -> String {
     );
     if !r.failed_images.is_empty() {
         s.push_str(&format!(" ({} unreadable, skipped)", r.failed_images.len()));
+    }
+    if r.missing_images > 0 {
+        s.push_str(&format!(
+            " ({} listed in the split but not on disk)",
+            r.missing_images
+        ));
     }
     s.push_str(
         "\n\n## Classification\n\n| finding | positives | AUC | 95% CI |\n|---|---:|---:|---|\n",

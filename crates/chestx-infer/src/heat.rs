@@ -10,7 +10,7 @@
 //! one's ([`ClassHeat::on_input`]) keeps the deep map's choice of region with the fine map's
 //! placement inside it.
 
-use crate::ChestNet;
+use crate::Classifier;
 use chestx_core::{BBox, CellGrid, Finding};
 use chestx_eval::boxes::{BoxRule, Heatmap, PeakRegions, PAPER_HEAT_THRESHOLDS};
 use tch::{Device, Tensor};
@@ -106,8 +106,8 @@ pub struct HeatOptions {
 
 impl HeatOptions {
     /// The stages this reads on `net`: an error names a stage the backbone lacks.
-    pub fn stages(&self, net: &ChestNet) -> Result<Vec<usize>, String> {
-        let n = net.config.arch.layers();
+    pub fn stages(&self, net: &dyn Classifier) -> Result<Vec<usize>, String> {
+        let n = net.stages();
         match self.kind {
             HeatmapKind::LayerCam => self.layers.list(n),
             _ => Ok(vec![n]),
@@ -115,7 +115,7 @@ impl HeatOptions {
     }
 
     /// How the report names the maps, e.g. "LayerCAM maps of layer2 × layer4".
-    pub fn describe(&self, net: &ChestNet) -> String {
+    pub fn describe(&self, net: &dyn Classifier) -> String {
         match self.kind {
             HeatmapKind::Cam => "class activation maps".into(),
             HeatmapKind::GradCam => "Grad-CAM maps".into(),
@@ -196,7 +196,7 @@ impl ClassHeat {
 }
 
 /// Where the cells of each stage read sit on the input.
-fn stage_grids(net: &ChestNet, kind: HeatmapKind, stages: &[usize]) -> Vec<CellGrid> {
+fn stage_grids(net: &dyn Classifier, kind: HeatmapKind, stages: &[usize]) -> Vec<CellGrid> {
     match kind {
         HeatmapKind::LayerCam => stages.iter().map(|&l| net.layer_grid(l)).collect(),
         _ => vec![net.cell_grid()],
@@ -206,16 +206,16 @@ fn stage_grids(net: &ChestNet, kind: HeatmapKind, stages: &[usize]) -> Vec<CellG
 /// Probabilities `[B, C]` and one `[B, C, h, w]` map per stage read, all on the CPU, for one view of
 /// a batch.
 fn probs_and_maps(
-    net: &ChestNet,
+    net: &dyn Classifier,
     x: &Tensor,
     kind: HeatmapKind,
     stages: &[usize],
 ) -> (Tensor, Vec<Tensor>) {
     let (logits, maps) = match kind {
-        HeatmapKind::Cam => tch::no_grad(|| {
-            let f = net.forward(x, false);
-            (f.logits, vec![net.cam(&f.transition)])
-        }),
+        HeatmapKind::Cam => {
+            let (l, m) = net.cams(x);
+            (l, vec![m])
+        }
         HeatmapKind::GradCam => {
             let (l, m) = net.grad_cams(x);
             (l, vec![m])
@@ -248,7 +248,7 @@ fn split_maps(maps: &Tensor) -> Vec<Vec<Heatmap>> {
 /// Probabilities (the image's own, row-major `[B, C]`) and per-image, per-class heatmaps of a batch.
 /// Fails only when `opts` asks for a stage the backbone lacks.
 pub fn batch_heat(
-    net: &ChestNet,
+    net: &dyn Classifier,
     x: &Tensor,
     opts: HeatOptions,
 ) -> Result<(Vec<f32>, Vec<Vec<ClassHeat>>), String> {
@@ -263,7 +263,7 @@ pub fn batch_heat(
             })
             .collect(),
     };
-    let (batch, classes) = (x.size()[0] as usize, net.config.classes.len());
+    let (batch, classes) = (x.size()[0] as usize, net.classes().len());
     let mut heat = vec![vec![empty; classes]; batch];
     let mut probs = Vec::new();
     for (v, &(fx, fy)) in opts.flips.views().iter().enumerate() {
@@ -383,11 +383,11 @@ impl Localizer {
     }
 
     /// The maps to compute on `net`.
-    pub fn heat_options(&self, net: &ChestNet) -> HeatOptions {
+    pub fn heat_options(&self, net: &dyn Classifier) -> HeatOptions {
         match self.method {
             BoxMethod::Paper => self.heat,
             BoxMethod::Regions => {
-                let n = net.config.arch.layers();
+                let n = net.stages();
                 let layers: Vec<usize> = (1..=n.min(3)).collect();
                 HeatOptions {
                     kind: HeatmapKind::LayerCam,
@@ -399,7 +399,7 @@ impl Localizer {
     }
 
     /// How the report names the method.
-    pub fn describe(&self, net: &ChestNet) -> String {
+    pub fn describe(&self, net: &dyn Classifier) -> String {
         match self.method {
             BoxMethod::Paper => {
                 let ths: Vec<String> = self.heat_thresholds.iter().map(u8::to_string).collect();

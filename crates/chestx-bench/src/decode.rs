@@ -1,4 +1,4 @@
-//! `chestx bench decode`: decode + resize (→512 and →224) + ImageNet-normalize the NIH originals,
+//! `chestx-bench decode`: decode + resize (→512 and →224) + ImageNet-normalize the NIH originals,
 //! next to PIL + torchvision doing the same work with the same number of threads.
 
 use anyhow::{bail, Context, Result};
@@ -41,7 +41,7 @@ pub fn run(a: DecodeBenchArgs) -> Result<ExitCode> {
     let dir = a
         .images
         .clone()
-        .unwrap_or_else(|| crate::bench::data_dir().join("nih/images"));
+        .unwrap_or_else(|| crate::data_dir().join("nih/images"));
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .with_context(|| format!("cannot list {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -78,7 +78,7 @@ pub fn run(a: DecodeBenchArgs) -> Result<ExitCode> {
         std::hint::black_box(run_pass()?);
     }
     let ours = (a.passes * files.len()) as f64 / t.elapsed().as_secs_f64();
-    let v = crate::bench::python_reference(
+    let v = crate::python_reference(
         &a.python,
         &a.script,
         &[

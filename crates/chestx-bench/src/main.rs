@@ -1,16 +1,28 @@
-//! `chestx bench`: throughput benchmarks that print their numbers on this machine.
+//! `chestx-bench`: throughput benchmarks that print their numbers on this machine, each next to a
+//! Python reference (PyTorch, PIL) run side by side. Kept out of the product: `chestx` ships no
+//! benchmark code. Run as `cargo run --release -p chestx-bench -- <model|train|decode|label>`.
 
-use crate::label::write_row;
+mod decode;
+mod model;
+
 use anyhow::{bail, Context, Result};
+use chestx_cli::label::write_row;
 use chestx_report::{read_inputs, Labeler, ReadOptions};
-use clap::{Args, Subcommand};
+use clap::{Parser, Subcommand};
 use rayon::prelude::*;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-#[derive(Args)]
-pub struct BenchArgs {
+#[derive(Parser)]
+#[command(
+    name = "chestx-bench",
+    about = "chestx benchmarks next to Python references"
+)]
+struct BenchArgs {
+    /// Worker threads (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
     #[command(subcommand)]
     what: BenchWhat,
 }
@@ -18,11 +30,11 @@ pub struct BenchArgs {
 #[derive(Subcommand)]
 enum BenchWhat {
     /// Training-step and inference images/s of the network (tch) next to PyTorch, one invocation.
-    Model(crate::bench_model::ModelBenchArgs),
+    Model(crate::model::ModelBenchArgs),
     /// End-to-end training images/s on real PNGs (decode + augment + step) next to PyTorch + DataLoader.
-    Train(crate::bench_model::TrainBenchArgs),
+    Train(crate::model::TrainBenchArgs),
     /// Decode + resize + normalize the NIH originals next to PIL + torchvision, same threads.
-    Decode(crate::bench_decode::DecodeBenchArgs),
+    Decode(crate::decode::DecodeBenchArgs),
     /// Label the OpenI development reports, repeated, and print reports/s (one thread and all threads).
     Label {
         /// Reports to label (default: $CHESTX_DATA/openi/reports.csv, else ../shared/data/openi/reports.csv).
@@ -152,15 +164,35 @@ pub fn data_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("../shared/data"))
 }
 
-pub fn run(a: BenchArgs) -> Result<ExitCode> {
-    match a.what {
+fn main() -> ExitCode {
+    let a = BenchArgs::parse();
+    if let Some(n) = a.threads {
+        if let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+        {
+            eprintln!("error: cannot set up {n} threads: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    match run(a.what) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(what: BenchWhat) -> Result<ExitCode> {
+    match what {
         BenchWhat::Label {
             reports,
             min_reports,
         } => bench_label(reports, min_reports),
-        BenchWhat::Model(m) => crate::bench_model::run(m),
-        BenchWhat::Decode(d) => crate::bench_decode::run(d),
-        BenchWhat::Train(t) => crate::bench_model::run_train_bench(t),
+        BenchWhat::Model(m) => crate::model::run(m),
+        BenchWhat::Decode(d) => crate::decode::run(d),
+        BenchWhat::Train(t) => crate::model::run_train_bench(t),
     }
 }
 

@@ -13,16 +13,15 @@ pub enum ConvLayout {
 }
 
 impl ConvLayout {
-    /// For training, channels-last everywhere. On a CPU it is oneDNN's native order (a ResNet-50
-    /// step 1.2× faster here); on a GPU cuDNN's tensor-core kernels run NHWC without the
-    /// transposes NCHW costs them (measured on an H100, ResNet-50 batch 8 at 512 px: 343 against
-    /// 298 images/s).
+    /// For training, channels-last everywhere. On a CPU it is oneDNN's native order; on a GPU
+    /// cuDNN's tensor-core kernels run NHWC without the transposes NCHW costs them (both measured
+    /// faster: docs/performance.md, "Weight layouts").
     pub fn for_training(_device: Device) -> ConvLayout {
         ConvLayout::Nhwc
     }
 
-    /// For inference alone (evaluation, prediction): on a GPU the forward pass runs faster NCHW
-    /// (same H100: 1058 against 886 images/s), the reverse of training.
+    /// For inference alone (evaluation, prediction): on a GPU the forward pass runs faster NCHW,
+    /// the reverse of training (docs/performance.md, "Weight layouts").
     pub fn for_inference(device: Device) -> ConvLayout {
         if device.is_cuda() {
             ConvLayout::Nchw

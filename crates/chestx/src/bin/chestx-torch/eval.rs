@@ -1,12 +1,12 @@
 //! `chestx eval`: AUC table, ROC plots, the localization table and overlays for a trained run.
 
-use crate::output::progress;
 use anyhow::{bail, Result};
+use chestx_cli::output::progress;
 use chestx_data::Split;
+use chestx_infer::evaluate::{evaluate, markdown, EvalOptions};
+use chestx_infer::heat::{BoxMethod, CamLayers, Flips, HeatOptions, HeatmapKind, Localizer};
+use chestx_infer::Run;
 use chestx_model::parse_device;
-use chestx_train::evaluate::{evaluate, markdown, EvalOptions};
-use chestx_train::heat::{BoxMethod, CamLayers, Flips, HeatOptions, HeatmapKind, Localizer};
-use chestx_train::Run;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -177,7 +177,13 @@ pub fn run_eval(a: EvalArgs) -> Result<ExitCode> {
     pb.finish_and_clear();
     print!("{}", markdown(&r));
     eprintln!("results in {}", out.display());
-    Ok(if r.failed_images.is_empty() {
+    if r.thresholds.is_some() {
+        eprintln!(
+            "operating thresholds for `chestx predict --thresholds`: {}",
+            out.join("thresholds.json").display()
+        );
+    }
+    Ok(if r.failed_images.is_empty() && r.missing_images == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

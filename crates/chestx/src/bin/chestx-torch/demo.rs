@@ -5,12 +5,16 @@ use crate::train::Bars;
 use anyhow::{bail, Context, Result};
 use chestx_core::Finding;
 use chestx_data::Split;
+use chestx_infer::evaluate::{
+    evaluate, localization_markdown, markdown, ClassResult, EvalOptions, EvalResults,
+};
+use chestx_infer::heat::Localizer;
+use chestx_infer::Run;
 use chestx_model::{parse_device, Arch, Loss, ModelConfig, Pooling};
 use chestx_report::Labeler;
+use chestx_synth::SynthSummary;
 use chestx_synth::{write_dataset, Backgrounds, SynthConfig};
-use chestx_train::evaluate::{evaluate, localization_markdown, markdown, EvalOptions, EvalResults};
-use chestx_train::heat::Localizer;
-use chestx_train::{train, Controls, Outcome, Run, TrainConfig};
+use chestx_train::{train, Controls, Outcome, Start, TrainConfig};
 use clap::Args;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -52,7 +56,6 @@ pub fn run_demo(a: DemoArgs) -> Result<ExitCode> {
     let t0 = Instant::now();
     let device = parse_device(&a.device).map_err(anyhow::Error::msg)?;
     let out = &a.output;
-    let data = out.join("data");
     let run_dir = out.join("run");
     if run_dir.join("latest.safetensors").exists() {
         bail!(
@@ -61,8 +64,56 @@ pub fn run_demo(a: DemoArgs) -> Result<ExitCode> {
         );
     }
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let (bg, s, size) = phantoms(&a)?;
+    eprintln!("[2/4] labelling {} example reports", REPORTS.len());
+    let label_md = labelled_examples();
+    let cfg = demo_config(&a, out.join("data"), size);
+    eprintln!(
+        "[3/4] training ResNet-18 (width 16, stride 8) + transition + LSE + W-CEL for {} epochs",
+        cfg.epochs
+    );
+    let outcome = train(
+        &run_dir,
+        Start::New(Box::new(cfg)),
+        device,
+        &Bars::new(),
+        &Controls::default(),
+    )?;
+    if !matches!(outcome, Outcome::Finished(_)) {
+        bail!(
+            "training stopped early; resume with chestx train --resume {}",
+            run_dir.display()
+        );
+    }
+    eprintln!("[4/4] evaluating on the test split (backgrounds never seen in training)");
+    let (r, paper) = evaluate_both(&Run::open(&run_dir, device)?)?;
+    let secs = t0.elapsed().as_secs_f64();
+    let intro = format!(
+        "{} phantom images ({} clean; Nodule {}, Mass {}, Effusion {}) on {bg} backgrounds, {size} px; {} train/val and {} test images split by background. Whole pipeline: {:.1} minutes.",
+        s.images,
+        s.clean,
+        s.per_class[0],
+        s.per_class[1],
+        s.per_class[2],
+        s.train_images,
+        s.test_images,
+        secs / 60.0
+    );
+    let md = demo_report(&intro, &r, &paper, &label_md);
+    let report = out.join("report.md");
+    chestx_core::io::write_atomic(&report, md.as_bytes())
+        .map_err(|e| anyhow::anyhow!("cannot write {e}"))?;
+    println!("{md}");
+    eprintln!(
+        "demo finished in {:.1} min; report: {}",
+        secs / 60.0,
+        report.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
 
-    // 1. Phantoms.
+/// Step 1: the phantom dataset in `OUT/data`; returns (backgrounds, summary, image side).
+fn phantoms(a: &DemoArgs) -> Result<(usize, SynthSummary, u32)> {
     let bg = match &a.backgrounds {
         Some(d) => {
             Backgrounds::from_dir(d).with_context(|| format!("cannot list {}", d.display()))?
@@ -83,10 +134,12 @@ pub fn run_demo(a: DemoArgs) -> Result<ExitCode> {
         "[1/4] writing {n} phantom images ({size} px) on {} backgrounds",
         bg.len()
     );
-    let s = write_dataset(&bg, &data, &scfg, &|| {})?;
+    let s = write_dataset(&bg, &a.output.join("data"), &scfg, &|| {})?;
+    Ok((bg.len(), s, size))
+}
 
-    // 2. Reports.
-    eprintln!("[2/4] labelling {} example reports", REPORTS.len());
+/// Step 2: the example reports and their labels, as a Markdown table.
+fn labelled_examples() -> String {
     let labeler = Labeler::with_defaults();
     let mut label_md = String::from(
         "| report | text | labels (1 positive, 0 negated, -1 uncertain) |\n|---|---|---|\n",
@@ -108,8 +161,11 @@ pub fn run_demo(a: DemoArgs) -> Result<ExitCode> {
             cells.join(", ")
         );
     }
+    label_md
+}
 
-    // 3. Training.
+/// Step 3's run: the paper's head on a small ResNet-18, sized for a CPU.
+fn demo_config(a: &DemoArgs, data: PathBuf, size: u32) -> TrainConfig {
     let classes = ["Effusion", "Mass", "Nodule"].map(String::from).to_vec();
     let mut model = ModelConfig::new(Arch::Resnet18, classes);
     model.width = Some(16);
@@ -122,13 +178,12 @@ pub fn run_demo(a: DemoArgs) -> Result<ExitCode> {
     model.transition_kernel = 1;
     model.input_size = size as i64;
     model.pooling = Pooling::Lse { r: 10.0 };
-    let epochs = if a.quick { 12 } else { a.epochs };
-    let cfg = TrainConfig {
+    TrainConfig {
         model,
         loss: Loss::Wcel,
-        dataset: data.clone(),
+        dataset: data,
         batch_size: 16,
-        epochs,
+        epochs: if a.quick { 12 } else { a.epochs },
         lr: 1e-3,
         weight_decay: 1e-4,
         seed: a.seed,
@@ -138,30 +193,15 @@ pub fn run_demo(a: DemoArgs) -> Result<ExitCode> {
         checkpoint_every: 500,
         cosine: true,
         labels: Default::default(),
-    };
-    eprintln!("[3/4] training ResNet-18 (width 16, stride 8) + transition + LSE + W-CEL for {epochs} epochs");
-    let outcome = train(
-        &run_dir,
-        Some(cfg),
-        device,
-        false,
-        &Bars::new(),
-        &Controls::default(),
-    )?;
-    if !matches!(outcome, Outcome::Finished(_)) {
-        bail!(
-            "training stopped early; resume with chestx train --resume {}",
-            run_dir.display()
-        );
     }
+}
 
-    // 4. Evaluation: chestx's boxes, and the paper's method on the same run beside them.
-    eprintln!("[4/4] evaluating on the test split (backgrounds never seen in training)");
-    let run = Run::open(&run_dir, device)?;
+/// Step 4: chestx's boxes, and the paper's method on the same run beside them.
+fn evaluate_both(run: &Run) -> Result<(EvalResults, EvalResults)> {
     let eval = |dir: &str, localizer: Localizer, overlays: usize| {
         evaluate(
-            &run,
-            &run_dir.join(dir),
+            run,
+            &run.dir.join(dir),
             &EvalOptions {
                 split: Split::Test,
                 overlays,
@@ -174,30 +214,7 @@ pub fn run_demo(a: DemoArgs) -> Result<ExitCode> {
     };
     let r = eval("eval-test", Localizer::regions(), 8)?;
     let paper = eval("eval-test-paper", Localizer::paper(), 0)?;
-    let secs = t0.elapsed().as_secs_f64();
-    let intro = format!(
-        "{} phantom images ({} clean; Nodule {}, Mass {}, Effusion {}) on {} backgrounds, {} px; {} train/val and {} test images split by background. Whole pipeline: {:.1} minutes.",
-        s.images,
-        s.clean,
-        s.per_class[0],
-        s.per_class[1],
-        s.per_class[2],
-        bg.len(),
-        size,
-        s.train_images,
-        s.test_images,
-        secs / 60.0
-    );
-    let md = demo_report(&intro, &r, &paper, &label_md);
-    let report = out.join("report.md");
-    std::fs::write(&report, &md).with_context(|| format!("cannot write {}", report.display()))?;
-    println!("{md}");
-    eprintln!(
-        "demo finished in {:.1} min; report: {}",
-        secs / 60.0,
-        report.display()
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok((r, paper))
 }
 
 /// The demo's report, led by localization (IoU first), then the paper's method on the same run,
@@ -213,7 +230,7 @@ fn demo_report(intro: &str, r: &EvalResults, paper: &EvalResults, label_md: &str
         "\n### Beside it: the paper's method on the same run\n\n| finding | ours T(IoU)=0.5 acc / AFP | paper's | ours false boxes per negative film | paper's |\n|---|---:|---:|---:|---:|\n",
     );
     for (o, p) in r.classes.iter().zip(&paper.classes) {
-        let at = |c: &chestx_train::evaluate::ClassResult| {
+        let at = |c: &ClassResult| {
             c.iou
                 .iter()
                 .find(|l| l.threshold == 0.5)

@@ -1,11 +1,11 @@
-//! `chestx bench model`: training-step and inference images/s of the ChestX-ray8 network on tch,
+//! `chestx-bench model`: training-step and inference images/s of the ChestX-ray8 network on tch,
 //! next to the same network in PyTorch (benches/model_pytorch.py), same machine, threads, batch.
 
-use crate::bench::Rounds;
+use crate::Rounds;
 use anyhow::{bail, Context, Result};
+use chestx_model::layout::{relayout, ConvLayout};
 use chestx_model::{parse_device, Arch, ChestNet, Loss, ModelConfig, Pooling};
-use chestx_train::layout::relayout;
-use chestx_train::{Adam, ConvLayout};
+use chestx_train::Adam;
 use clap::Args;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -195,11 +195,54 @@ pub fn run(a: ModelBenchArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string(&rust_side(&a)?)?);
         return Ok(ExitCode::SUCCESS);
     }
-    // Each side in its own process: peak memory is then each side's own.
-    let me = std::env::current_exe()?;
-    let mut rust_cmd = Command::new(me);
+    let device = parse_device(&a.device).map_err(anyhow::Error::msg)?;
+    println!(
+        "bench model: {} batch {} at {}x{}, f32, {} threads, device {}{}, our weights {:?} to train, {:?} to infer, {} timed steps after {} warm-up",
+        a.arch,
+        a.batch,
+        a.input,
+        a.input,
+        a.torch_threads,
+        a.device,
+        if a.cudnn_benchmark { " (cudnn.benchmark)" } else { "" },
+        a.layout.or(ConvLayout::for_training(device)),
+        a.infer_layout.or(ConvLayout::for_inference(device)),
+        a.steps,
+        a.warmup
+    );
+    let mut rust_cmd = rust_command(&a)?;
+    let py_args = python_args(&a);
+    let rounds = a.rounds.max(1);
+    let mut t = Tally::default();
+    for round in 0..rounds {
+        let reference = || -> Result<Side> {
+            serde_json::from_value(crate::python_reference(&a.python, &a.script, &py_args)?)
+                .context("PyTorch side: unexpected result line")
+        };
+        let (rust, py) = crate::abba(
+            round,
+            || parse_side(rust_cmd.output()?, "chestx (tch)"),
+            reference,
+        )?;
+        eprintln!(
+            "round {}/{rounds}: train step {:.2} vs {:.2} img/s, inference {:.2} vs {:.2}",
+            round + 1,
+            rust.train_images_per_s,
+            py.train_images_per_s,
+            rust.infer_images_per_s,
+            py.infer_images_per_s
+        );
+        t.add(&rust, &py);
+    }
+    t.print(rounds);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Our side, in its own process (peak memory is then each side's own): this binary again with
+/// `--rust-only`.
+fn rust_command(a: &ModelBenchArgs) -> Result<Command> {
+    let mut rust_cmd = Command::new(std::env::current_exe()?);
     rust_cmd.args([
-        "bench",
         "model",
         "--rust-only",
         "--arch",
@@ -225,33 +268,12 @@ pub fn run(a: ModelBenchArgs) -> Result<ExitCode> {
         "--infer-layout",
         a.infer_layout.name(),
     ]);
-    let parse = |out: std::process::Output, who: &str| -> Result<Side> {
-        if !out.status.success() {
-            bail!(
-                "{who} side failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let text = String::from_utf8_lossy(&out.stdout);
-        let line = text.lines().last().unwrap_or_default();
-        serde_json::from_str(line).with_context(|| format!("{who} side printed {text:?}"))
-    };
-    let device = parse_device(&a.device).map_err(anyhow::Error::msg)?;
-    println!(
-        "bench model: {} batch {} at {}x{}, f32, {} threads, device {}{}, our weights {:?} to train, {:?} to infer, {} timed steps after {} warm-up",
-        a.arch,
-        a.batch,
-        a.input,
-        a.input,
-        a.torch_threads,
-        a.device,
-        if a.cudnn_benchmark { " (cudnn.benchmark)" } else { "" },
-        a.layout.or(ConvLayout::for_training(device)),
-        a.infer_layout.or(ConvLayout::for_inference(device)),
-        a.steps,
-        a.warmup
-    );
-    let mut py_args = crate::bench::flag_args(&[
+    Ok(rust_cmd)
+}
+
+/// The PyTorch reference's arguments for the same network and settings.
+fn python_args(a: &ModelBenchArgs) -> Vec<String> {
+    let mut py_args = crate::flag_args(&[
         ("--arch", a.arch.to_ascii_lowercase()),
         ("--device", a.device.clone()),
         ("--batch", a.batch.to_string()),
@@ -263,55 +285,70 @@ pub fn run(a: ModelBenchArgs) -> Result<ExitCode> {
     if a.cudnn_benchmark {
         py_args.push("--cudnn-benchmark".into());
     }
-    let rounds = a.rounds.max(1);
-    let (mut train, mut infer, mut rss) = (Rounds::default(), Rounds::default(), Rounds::default());
-    let (mut gpu, mut held) = (Vec::new(), Rounds::default());
-    for round in 0..rounds {
-        let reference = || -> Result<Side> {
-            serde_json::from_value(crate::bench::python_reference(
-                &a.python, &a.script, &py_args,
-            )?)
-            .context("PyTorch side: unexpected result line")
-        };
-        let (rust, py) = crate::bench::abba(
-            round,
-            || parse(rust_cmd.output()?, "chestx (tch)"),
-            reference,
-        )?;
-        eprintln!(
-            "round {}/{rounds}: train step {:.2} vs {:.2} img/s, inference {:.2} vs {:.2}",
-            round + 1,
-            rust.train_images_per_s,
-            py.train_images_per_s,
-            rust.infer_images_per_s,
-            py.infer_images_per_s
+    py_args
+}
+
+/// One side's JSON result line.
+fn parse_side(out: std::process::Output, who: &str) -> Result<Side> {
+    if !out.status.success() {
+        bail!(
+            "{who} side failed: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    serde_json::from_str(line).with_context(|| format!("{who} side printed {text:?}"))
+}
+
+/// Both sides' numbers over the rounds.
+#[derive(Default)]
+struct Tally {
+    train: Rounds,
+    infer: Rounds,
+    rss: Rounds,
+    gpu: Vec<f64>,
+    held: Rounds,
+}
+
+impl Tally {
+    fn add(&mut self, rust: &Side, py: &Side) {
         for (r, ours, theirs) in [
-            (&mut train, rust.train_images_per_s, py.train_images_per_s),
-            (&mut infer, rust.infer_images_per_s, py.infer_images_per_s),
-            (&mut rss, rust.peak_rss_mb, py.peak_rss_mb),
+            (
+                &mut self.train,
+                rust.train_images_per_s,
+                py.train_images_per_s,
+            ),
+            (
+                &mut self.infer,
+                rust.infer_images_per_s,
+                py.infer_images_per_s,
+            ),
+            (&mut self.rss, rust.peak_rss_mb, py.peak_rss_mb),
         ] {
             r.ours.push(ours);
             r.theirs.push(theirs);
         }
-        gpu.extend(py.peak_gpu_mb);
+        self.gpu.extend(py.peak_gpu_mb);
         if let (Some(ours), Some(theirs)) = (rust.held_gpu_mb, py.held_gpu_mb) {
-            held.ours.push(ours);
-            held.theirs.push(theirs);
+            self.held.ours.push(ours);
+            self.held.theirs.push(theirs);
         }
     }
-    println!("{}", crate::bench::header(rounds));
-    println!("{}", train.row("train step img/s", 2));
-    println!("{}", infer.row("inference img/s", 2));
-    println!("{}", rss.row("peak RSS MB", 0));
-    if !gpu.is_empty() {
-        let g = crate::bench::median(&gpu);
-        println!("{:<26} {:>14} {:>14.0}", "peak GPU MB (torch)", "-", g);
+
+    fn print(&self, rounds: usize) {
+        println!("{}", crate::header(rounds));
+        println!("{}", self.train.row("train step img/s", 2));
+        println!("{}", self.infer.row("inference img/s", 2));
+        println!("{}", self.rss.row("peak RSS MB", 0));
+        if !self.gpu.is_empty() {
+            let g = crate::median(&self.gpu);
+            println!("{:<26} {:>14} {:>14.0}", "peak GPU MB (torch)", "-", g);
+        }
+        if !self.held.ours.is_empty() {
+            println!("{}", self.held.row("GPU MB held (nvidia-smi)", 0));
+        }
     }
-    if !held.ours.is_empty() {
-        println!("{}", held.row("GPU MB held (nvidia-smi)", 0));
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Args, Clone)]
@@ -400,7 +437,7 @@ fn rust_train_side(a: &TrainBenchArgs, dir: &std::path::Path) -> Result<f64> {
             if b.n < a.batch {
                 continue; // a film failed to decode
             }
-            let (x, y) = chestx_train::batch_tensors(&b, a.input, &columns, device);
+            let (x, y) = chestx_infer::score::batch_tensors(&b, a.input, &columns, device);
             let out = net.forward(&x, true);
             adam.backward_step_with(&Loss::Wcel.compute(&out.logits, &y), &out.manual);
             done += 1;
@@ -422,7 +459,7 @@ pub fn run_train_bench(a: TrainBenchArgs) -> Result<ExitCode> {
     let dir = a
         .images
         .clone()
-        .unwrap_or_else(|| crate::bench::data_dir().join("nih/images"));
+        .unwrap_or_else(|| crate::data_dir().join("nih/images"));
     // Rayon decodes with the same number of threads the DataLoader gets as workers.
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(a.torch_threads as usize)
@@ -431,7 +468,7 @@ pub fn run_train_bench(a: TrainBenchArgs) -> Result<ExitCode> {
         "bench train: {} batch {} at {} px, PNGs from {}, {} threads (tch intra-op + decode workers), device {}, {} timed steps",
         a.arch, a.batch, a.input, dir.display(), a.torch_threads, a.device, a.steps
     );
-    let args = crate::bench::flag_args(&[
+    let args = crate::flag_args(&[
         ("--images", dir.display().to_string()),
         ("--device", a.device.clone()),
         ("--arch", a.arch.to_ascii_lowercase()),
@@ -450,10 +487,10 @@ pub fn run_train_bench(a: TrainBenchArgs) -> Result<ExitCode> {
     let mut ips = Rounds::default();
     for round in 0..rounds {
         let reference = || -> Result<f64> {
-            let v = crate::bench::python_reference(&a.python, &a.script, &args)?;
+            let v = crate::python_reference(&a.python, &a.script, &args)?;
             Ok(v["train_images_per_s"].as_f64().unwrap_or(f64::NAN))
         };
-        let (ours, theirs) = crate::bench::abba(round, || rust_train_side(&a, &dir), reference)?;
+        let (ours, theirs) = crate::abba(round, || rust_train_side(&a, &dir), reference)?;
         eprintln!(
             "round {}/{rounds}: {ours:.2} vs {theirs:.2} img/s ({:.2}x)",
             round + 1,
@@ -462,7 +499,7 @@ pub fn run_train_bench(a: TrainBenchArgs) -> Result<ExitCode> {
         ips.ours.push(ours);
         ips.theirs.push(theirs);
     }
-    println!("{}", crate::bench::header(rounds));
+    println!("{}", crate::header(rounds));
     println!("{}", ips.row("end-to-end train img/s", 2));
     Ok(ExitCode::SUCCESS)
 }

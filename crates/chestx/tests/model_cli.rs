@@ -1,0 +1,198 @@
+//! The model commands end to end through `chestx` (handed to `chestx-torch`) on a tiny phantom
+//! dataset: train, evaluate without touching the run, predict with the evaluation's thresholds, and
+//! refuse bad settings and broken weights with clear errors (never a panic, never exit 0).
+
+mod common;
+use common::chestx;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+fn run(args: &[&str], paths: &[&Path]) -> Output {
+    let mut c = chestx();
+    c.args(["--threads", "2"]).args(args);
+    for p in paths {
+        c.arg(p);
+    }
+    c.output().unwrap()
+}
+
+fn ok(out: Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    err
+}
+
+/// A failure with exit status 2 whose message contains `says` (not a panic or a signal).
+fn refused(out: Output, says: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(says), "{err:?} should say {says:?}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Every file of a folder (not recursing) with its bytes.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Overwrite a float32 tensor of a safetensors file with NaN, in place.
+fn poison(file: &Path, tensor: &str) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let t = &header[tensor];
+    assert_eq!(t["dtype"], "F32", "{tensor}: {t}");
+    let (a, b) = (
+        t["data_offsets"][0].as_u64().unwrap() as usize,
+        t["data_offsets"][1].as_u64().unwrap() as usize,
+    );
+    for chunk in bytes[8 + n + a..8 + n + b].chunks_mut(4) {
+        chunk.copy_from_slice(&f32::NAN.to_le_bytes());
+    }
+    std::fs::write(file, bytes).unwrap();
+}
+
+#[test]
+fn train_eval_predict_and_refusals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, run_dir) = (tmp.path().join("data"), tmp.path().join("run"));
+    ok(run(
+        &["synth", "--n", "120", "--size", "64", "--procedural", "24"],
+        &[Path::new("-o"), &data],
+    ));
+    // `extra` replaces the value of a setting given here, or adds one.
+    let train = |extra: &[&str], out: &Path| {
+        let mut settings = vec![
+            ("--arch", "resnet18"),
+            ("--width", "16"),
+            ("--input", "64"),
+            ("--transition-dim", "16"),
+            ("--epochs", "1"),
+            ("--batch", "8"),
+            ("--device", "cpu"),
+            ("--classes", "Effusion,Mass,Nodule"),
+        ];
+        for pair in extra.chunks(2) {
+            settings.retain(|(k, _)| *k != pair[0]);
+            settings.push((pair[0], pair[1]));
+        }
+        let mut a = vec!["train"];
+        a.extend(settings.iter().flat_map(|(k, v)| [*k, *v]));
+        run(
+            &a,
+            &[Path::new("--dataset"), &data, Path::new("--out"), out],
+        )
+    };
+    // Bad settings: refused by name before anything is written.
+    let bad = tmp.path().join("bad");
+    for (arg, value, says) in [
+        ("--width", "0", "width 0"),
+        ("--input", "0", "input side 0"),
+        ("--input", "100000", "input side 100000"),
+        ("--batch", "0", "batch size 0"),
+        ("--epochs", "0", "epochs"),
+        ("--lr", "-1", "learning rate -1"),
+        ("--val-fraction", "1.5", "validation fraction 1.5"),
+    ] {
+        refused(train(&[arg, value], &bad), says);
+        assert!(!bad.exists(), "{arg} {value}: nothing written");
+    }
+    for (size, says) in [("0", "image side 0"), ("100000", "image side 100000")] {
+        let out = tmp.path().join(format!("synth-{size}"));
+        refused(
+            run(
+                &["synth", "--n", "4", "--size", size],
+                &[Path::new("-o"), &out],
+            ),
+            says,
+        );
+    }
+
+    ok(train(&[], &run_dir));
+    let before = snapshot(&run_dir);
+    let eval_dir = tmp.path().join("eval");
+    let eval = |dir: &Path| {
+        run(
+            &[
+                "eval",
+                "--device",
+                "cpu",
+                "--bootstrap",
+                "20",
+                "--overlays",
+                "0",
+            ],
+            &[Path::new("--run"), &run_dir, Path::new("-o"), dir],
+        )
+    };
+    ok(eval(&eval_dir));
+    assert_eq!(
+        snapshot(&run_dir),
+        before,
+        "an evaluation never writes into the run"
+    );
+    let thresholds = eval_dir.join("thresholds.json");
+    let th: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&thresholds).unwrap()).unwrap();
+    assert_eq!(
+        th["classes"],
+        serde_json::json!(["Effusion", "Mass", "Nodule"])
+    );
+
+    // Two inputs named alike: two results, neither overwriting the other.
+    let film = std::fs::read_dir(data.join("images"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for sub in ["a", "b"] {
+        std::fs::create_dir_all(tmp.path().join(sub)).unwrap();
+        std::fs::copy(&film, tmp.path().join(sub).join("x.png")).unwrap();
+    }
+    let (a, b, pred) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("pred"),
+    );
+    let predict = |extra: &[&str]| {
+        let mut args = vec!["predict", "--device", "cpu"];
+        args.extend_from_slice(extra);
+        run(
+            &args,
+            &[&a, &b, Path::new("--run"), &run_dir, Path::new("-o"), &pred],
+        )
+    };
+    let missing = predict(&[]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("--thresholds"));
+    ok(predict(&["--thresholds", thresholds.to_str().unwrap()]));
+    let jsons: Vec<_> = std::fs::read_dir(&pred)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    assert_eq!(jsons.len(), 2, "{jsons:?}");
+    let one: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pred.join(&jsons[0])).unwrap()).unwrap();
+    assert!(
+        one["thresholds"].as_str().unwrap().contains("Youden"),
+        "{one}"
+    );
+    refused(predict(&["--thresholds", "1.5"]), "between 0 and 1");
+
+    // Weights that became NaN: a clear error naming the tensor, at once.
+    poison(&run_dir.join("best.safetensors"), "model.prediction.weight");
+    refused(
+        eval(&tmp.path().join("eval-nan")),
+        "prediction.weight holds NaN",
+    );
+    refused(predict(&["--thresholds", "0.5"]), "NaN");
+}
