@@ -4,7 +4,7 @@
 use crate::Rounds;
 use anyhow::{bail, Context, Result};
 use chestx_model::layout::{relayout, ConvLayout};
-use chestx_model::{parse_device, Arch, ChestNet, Loss, ModelConfig, Pooling};
+use chestx_model::{parse_device, Arch, ChestNet, GradBuffers, Loss, ModelConfig, Pooling};
 use chestx_train::Adam;
 use clap::Args;
 use std::path::PathBuf;
@@ -146,10 +146,11 @@ fn rust_side(a: &ModelBenchArgs) -> Result<Side> {
     let y = Tensor::rand([a.batch, 14], (Kind::Float, device))
         .lt(0.2)
         .to_kind(Kind::Float);
+    let mut buffers = GradBuffers::default();
     let mut step = || {
-        let out = net.forward(&x, true);
-        let loss = Loss::Wcel.compute(&out.logits, &y);
-        adam.backward_step_with(&loss, &out.manual);
+        let (_, grads) =
+            net.loss_and_gradients(&x, &y, &Loss::Wcel, &adam.parameters(), &mut buffers);
+        adam.update(&grads);
     };
     for _ in 0..a.warmup {
         step();
@@ -417,6 +418,7 @@ fn rust_train_side(a: &TrainBenchArgs, dir: &std::path::Path) -> Result<f64> {
     cfg.input_size = a.input;
     let net = ChestNet::new(&vs.root(), cfg);
     let mut adam = Adam::new(&vs, 1e-4, 0.0);
+    let mut buffers = GradBuffers::default();
     let columns: Vec<usize> = (0..14).collect();
     let (warm, mut done, mut epoch) = (2usize, 0usize, 0u64);
     let mut t0 = Instant::now();
@@ -438,8 +440,9 @@ fn rust_train_side(a: &TrainBenchArgs, dir: &std::path::Path) -> Result<f64> {
                 continue; // a film failed to decode
             }
             let (x, y) = chestx_infer::score::batch_tensors(&b, a.input, &columns, device);
-            let out = net.forward(&x, true);
-            adam.backward_step_with(&Loss::Wcel.compute(&out.logits, &y), &out.manual);
+            let (_, grads) =
+                net.loss_and_gradients(&x, &y, &Loss::Wcel, &adam.parameters(), &mut buffers);
+            adam.update(&grads);
             done += 1;
             if done == warm {
                 sync(device);

@@ -31,6 +31,17 @@ impl ConvLayout {
     }
 }
 
+/// Whether a convolution weight must run NCHW on a CPU whatever the network's layout (and its input
+/// be made NCHW-contiguous too, or libtorch still picks channels-last): oneDNN's channels-last weight
+/// gradient of a 1×1 stride-2 convolution from fewer than 16 input channels writes past its buffers
+/// (libtorch 2.11, AVX-512 machines: heap corruption or SIGSEGV, e.g. 8 → 16 channels on a 16×16 map
+/// at batch 3). Reproduced in plain PyTorch with one `Conv2d`; 16 and more input channels, and NCHW
+/// at any width, never crashed in the same scan (docs/performance.md, "A oneDNN crash avoided").
+/// Only ResNet-18 at `--width` below 16 has such convolutions (its downsamples).
+pub fn must_run_nchw_on_cpu(weight_shape: &[i64]) -> bool {
+    matches!(weight_shape, &[_, c_in, 1, 1] if c_in < 16)
+}
+
 /// Re-lays every 4-D weight of `vs` in `layout`, values unchanged.
 pub fn relayout(vs: &VarStore, layout: ConvLayout) {
     tch::no_grad(|| {
@@ -51,6 +62,26 @@ pub fn relayout(vs: &VarStore, layout: ConvLayout) {
             p.set_data(&laid);
         }
     });
+}
+
+/// Whether two tensors have one shape and lay their elements out in one order: equal strides on
+/// every dimension longer than 1 (a length-1 dimension's stride is arbitrary: libtorch may report
+/// a 1×1 kernel's as 1 or as the channel count).
+pub fn same_layout(a: &Tensor, b: &Tensor) -> bool {
+    let (size, sa, sb) = (a.size(), a.stride(), b.stride());
+    size == b.size() && (0..size.len()).all(|d| size[d] == 1 || sa[d] == sb[d])
+}
+
+/// `t` itself when it already has `like`'s layout and kind, else a copy laid out like `like`
+/// (`empty_like` keeps a dense tensor's strides).
+pub fn laid_like(t: &Tensor, like: &Tensor) -> Tensor {
+    if same_layout(t, like) && t.kind() == like.kind() {
+        t.shallow_clone()
+    } else {
+        let mut copy = like.empty_like();
+        copy.copy_(t);
+        copy
+    }
 }
 
 #[cfg(test)]

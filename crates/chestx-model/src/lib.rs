@@ -7,16 +7,15 @@
 
 pub mod backbone;
 pub mod import;
+mod kernels;
 pub mod layout;
 pub mod loss;
-pub mod manual_conv;
 pub mod net;
 pub mod pool;
-pub mod winograd;
 
 pub use backbone::Arch;
+pub use kernels::GradBuffers;
 pub use loss::Loss;
-pub use manual_conv::ManualConv;
 pub use net::{ChestNet, Forward, ModelConfig};
 pub use pool::Pooling;
 
@@ -34,4 +33,10 @@ pub fn parse_device(s: &str) -> Result<tch::Device, String> {
         "auto" => Ok(tch::Device::cuda_if_available()),
         other => Err(format!("unknown device {other:?} (cpu, cuda or auto)")),
     }
+}
+
+/// The fresh gradient of `loss` for each of `params` by autograd (undefined where it does not
+/// reach), for a network other than [`ChestNet`]'s training step or a check against it.
+pub fn gradients(loss: &tch::Tensor, params: &[&tch::Tensor]) -> Vec<tch::Tensor> {
+    kernels::gradients(loss, params, &[], &mut GradBuffers::default())
 }

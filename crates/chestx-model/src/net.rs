@@ -2,7 +2,8 @@
 //! global pooling → prediction layer (D×C) → one logit per finding.
 
 use crate::backbone::{self, Arch};
-use crate::manual_conv::{self, ManualConv, WinogradWeights};
+use crate::kernels::{self, GradBuffers, ManualConv, WinogradWeights};
+use crate::loss::Loss;
 use crate::pool::Pooling;
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
@@ -61,11 +62,9 @@ pub struct Forward {
     pub logits: Tensor,
     /// `[B, D, S, S]` transition-layer activations, for CAM.
     pub transition: Tensor,
-    /// In training, convolutions whose gradients the optimizer must form itself (the transition
-    /// layer on a CPU, see [`crate::manual_conv`]): pass them to `Adam::backward_step_with`, or the
-    /// layers they name (and, for a Winograd one, everything before it) get no gradient. Empty when
-    /// autograd's kernels are the faster ones.
-    pub manual: Vec<ManualConv>,
+    /// Convolutions run by this crate's kernels, whose gradients [`kernels::gradients`] forms
+    /// (recorded only by [`ChestNet::loss_and_gradients`]'s forward pass).
+    pub(crate) manual: Vec<ManualConv>,
 }
 
 #[derive(Debug)]
@@ -76,7 +75,7 @@ pub struct ChestNet {
     prediction: nn::Linear,
     /// The transition kernel in the Winograd domain, reused between CPU passes.
     winograd: WinogradWeights,
-    /// Whether the transition layer may use this crate's CPU kernels ([`crate::manual_conv`]).
+    /// Whether the transition layer may use this crate's CPU kernels ([`crate::kernels`]).
     manual_kernels: bool,
 }
 
@@ -118,7 +117,7 @@ impl ChestNet {
         }
     }
 
-    /// Use libtorch's kernels (and autograd) for every layer, never [`crate::manual_conv`]'s: for
+    /// Use libtorch's kernels (and autograd) for every layer, never [`crate::kernels`]': for
     /// comparisons against the plain computation.
     pub fn set_manual_kernels(&mut self, on: bool) {
         self.manual_kernels = on;
@@ -132,10 +131,37 @@ impl ChestNet {
             .apply(&self.prediction)
     }
 
-    /// In training (`train`), the caller must hand [`Forward::manual`] to the optimizer.
+    /// The forward pass (`train`: batch norms in training mode) with autograd's graph complete, so
+    /// any gradient a caller takes of it is right (Grad-CAM, LayerCAM, a plain training loop).
+    /// Without gradients (`no_grad`) the transition layer may run by this crate's CPU kernels.
+    /// Training steps go through [`ChestNet::loss_and_gradients`], which uses them with gradients.
     pub fn forward(&self, images: &Tensor, train: bool) -> Forward {
+        self.forward_with(images, train, false)
+    }
+
+    /// One training step's forward pass (batch norms in training mode), its `loss` against
+    /// `targets`, and the fresh gradient of each of `params` (undefined where the loss does not
+    /// reach). On a CPU the transition layer runs by this crate's kernels where they pay, and forms
+    /// its own gradients; `buffers` carries their scratch memory from one step to the next.
+    pub fn loss_and_gradients(
+        &self,
+        images: &Tensor,
+        targets: &Tensor,
+        loss: &Loss,
+        params: &[&Tensor],
+        buffers: &mut GradBuffers,
+    ) -> (Tensor, Vec<Tensor>) {
+        let out = self.forward_with(images, true, true);
+        let value = loss.compute(&out.logits, targets);
+        let grads = kernels::gradients(&value, params, &out.manual, buffers);
+        (value, grads)
+    }
+
+    /// [`ChestNet::forward`]; with `record`, in training, the transition layer may run by this
+    /// crate's kernels and is then listed in [`Forward::manual`].
+    pub(crate) fn forward_with(&self, images: &Tensor, train: bool, record: bool) -> Forward {
         let features = self.backbone.forward_t(images, train);
-        let (transition, manual) = self.transition_map(&features, train);
+        let (transition, manual) = self.transition_map(&features, train && record);
         let pooled = self.config.pooling.apply(&transition);
         Forward {
             logits: pooled.apply(&self.prediction),
@@ -144,15 +170,15 @@ impl ChestNet {
         }
     }
 
-    /// The transition layer. On a CPU, by Winograd where that pays (in training, or whenever no
-    /// gradient is wanted); else libtorch's kernel, with its weight gradient by GEMM in training
-    /// on small maps.
-    fn transition_map(&self, features: &Tensor, train: bool) -> (Tensor, Vec<ManualConv>) {
+    /// The transition layer. On a CPU, by Winograd where that pays (in a recorded training step, or
+    /// whenever no gradient is wanted); else libtorch's kernel, with its weight gradient by GEMM in
+    /// a recorded training step on small maps.
+    fn transition_map(&self, features: &Tensor, recorded: bool) -> (Tensor, Vec<ManualConv>) {
         let t = &self.transition;
         if !self.manual_kernels {
             return (features.apply(t), Vec::new());
         }
-        if self.config.transition_kernel == 3 && (train || !manual_conv::grad_mode()) {
+        if self.config.transition_kernel == 3 && (recorded || !kernels::grad_mode()) {
             if let Some((y, manual)) =
                 ManualConv::winograd(&t.ws, t.bs.as_ref(), features, &self.winograd)
             {
@@ -160,7 +186,7 @@ impl ChestNet {
             }
         }
         let y = features.apply(t);
-        let manual = train
+        let manual = recorded
             .then(|| ManualConv::gemm_weight_grad(&t.ws, t.bs.as_ref(), features, &y))
             .flatten();
         (y, manual.into_iter().collect())

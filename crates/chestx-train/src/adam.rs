@@ -10,14 +10,12 @@
 //! every convolution of the network NHWC, forward and backward (PyTorch's `channels_last`). Timings
 //! of both choices: docs/performance.md ("CPU kernels", "Weight layouts").
 //!
-//! Gradients come fresh from each backward pass ([`Adam::backward_step`]) instead of being summed
-//! into zeroed `.grad` buffers, which costs a zeroing and an accumulating pass over every parameter
-//! (what PyTorch's `zero_grad(set_to_none=True)` avoids). The
-//! forward pass may name convolutions whose gradients are cheaper formed here than by autograd
-//! ([`Adam::backward_step_with`], [`chestx_model::manual_conv`]).
+//! The optimizer only updates: gradients come fresh from the network's training step
+//! ([`chestx_model::ChestNet::loss_and_gradients`], or [`chestx_model::gradients`]) instead of being
+//! summed into zeroed `.grad` buffers, which costs a zeroing and an accumulating pass over every
+//! parameter (what PyTorch's `zero_grad(set_to_none=True)` avoids).
 
-use chestx_model::layout::ConvLayout;
-use chestx_model::manual_conv::{laid_like, ManualConv, Part};
+use chestx_model::layout::{laid_like, must_run_nchw_on_cpu, ConvLayout};
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
 
@@ -36,8 +34,6 @@ pub struct Adam {
     /// Per-parameter views of the first and second moments (for checkpoints).
     pub m: BTreeMap<String, Tensor>,
     pub v: BTreeMap<String, Tensor>,
-    /// Per parameter, the output kept between steps for a gradient formed by GEMM.
-    gemm_buffers: Vec<Option<Tensor>>,
     layout: ConvLayout,
     /// The update by tensor ops over the flat buffers (a GPU's) rather than the fused CPU pass.
     tensor_ops: bool,
@@ -65,6 +61,7 @@ impl Adam {
         params.sort_by(|a, b| a.0.cmp(&b.0));
         let device = vs.device();
         let channels_last = layout == ConvLayout::Nhwc;
+        let nchw_anyway = |shape: &[i64]| !device.is_cuda() && must_run_nchw_on_cpu(shape);
         let total: i64 = params.iter().map(|(_, p)| p.numel() as i64).sum();
         let flat = Tensor::zeros([total], (Kind::Float, device));
         let m_flat = Tensor::zeros([total], (Kind::Float, device));
@@ -80,7 +77,7 @@ impl Adam {
                 let view = |buf: &Tensor| {
                     let slot = buf.narrow(0, off, n);
                     match shape.as_slice() {
-                        &[o, i, h, w] if channels_last => {
+                        &[o, i, h, w] if channels_last && !nchw_anyway(&shape) => {
                             slot.view([o, h, w, i]).permute([0, 3, 1, 2])
                         }
                         s => slot.view(s),
@@ -107,7 +104,6 @@ impl Adam {
             v_flat,
             m,
             v,
-            gemm_buffers: Vec::new(),
             layout,
             tensor_ops: device.is_cuda(),
         }
@@ -125,78 +121,20 @@ impl Adam {
         self.layout
     }
 
-    /// Backpropagate `loss` to every parameter and update them.
-    pub fn backward_step(&mut self, loss: &Tensor) {
-        self.backward_step_with(loss, &[]);
+    /// The parameters, in the order [`Adam::update`] takes their gradients.
+    pub fn parameters(&self) -> Vec<&Tensor> {
+        self.params.iter().map(|(_, p)| p).collect()
     }
 
-    /// [`Adam::backward_step`], with the gradients of the convolutions in `manual` (from the
-    /// forward pass) formed by their own kernels instead of autograd's: autograd is asked for each
-    /// one's output gradient in place of its weight's and bias's. A convolution that ran outside
-    /// autograd also forms its input's gradient, and a second backward pass carries that on to the
-    /// layers before it.
-    pub fn backward_step_with(&mut self, loss: &Tensor, manual: &[ManualConv]) {
-        let by_manual: Vec<Option<(usize, Part)>> = self
-            .params
-            .iter()
-            .map(|(_, p)| {
-                manual
-                    .iter()
-                    .enumerate()
-                    .find_map(|(j, d)| Some((j, d.part_of(p)?)))
-            })
-            .collect();
-        let mut inputs: Vec<&Tensor> = self
-            .params
-            .iter()
-            .zip(&by_manual)
-            .filter(|(_, d)| d.is_none())
-            .map(|((_, p), _)| p)
-            .collect();
-        let own = inputs.len();
-        inputs.extend(manual.iter().map(ManualConv::output));
-        // Fresh gradients, undefined for parameters the loss does not reach.
-        let mut raw = Tensor::run_backward(&[loss], &inputs, false, false);
-        let outputs = raw.split_off(own);
-        // Convolutions outside the graph hand their input gradients back: backpropagating
-        // Σ ⟨input, dL/d(input)⟩ (the gradient held constant) reaches the earlier layers with
-        // exactly those gradients.
-        let handed_back: Vec<Tensor> = manual
-            .iter()
-            .zip(&outputs)
-            .filter(|(_, g)| g.defined())
-            .filter_map(|(m, g)| Some((m.input() * m.input_grad(g)?).sum(Kind::Float)))
-            .collect();
-        let missing: Vec<usize> = (0..own).filter(|&i| !raw[i].defined()).collect();
-        if !handed_back.is_empty() && !missing.is_empty() {
-            let surrogate = handed_back
-                .iter()
-                .skip(1)
-                .fold(handed_back[0].shallow_clone(), |acc, t| acc + t);
-            let targets: Vec<&Tensor> = missing.iter().map(|&i| inputs[i]).collect();
-            let more = Tensor::run_backward(&[&surrogate], &targets, false, false);
-            for (i, g) in missing.into_iter().zip(more) {
-                raw[i] = g;
-            }
-        }
-        let mut own = raw.into_iter();
-        self.gemm_buffers.resize_with(self.params.len(), || None);
-        let grads: Vec<Tensor> = by_manual
-            .iter()
-            .enumerate()
-            .map(|(i, d)| match *d {
-                None => own.next().expect("one gradient per input"),
-                Some((j, part)) if outputs[j].defined() => {
-                    manual[j].grad(part, &outputs[j], &mut self.gemm_buffers[i])
-                }
-                Some(_) => Tensor::new(),
-            })
-            .collect();
+    /// One AdamW update from fresh gradients, one per [`Adam::parameters`] entry (an undefined one
+    /// leaves its parameter and moments as they are).
+    pub fn update(&mut self, grads: &[Tensor]) {
+        assert_eq!(grads.len(), self.params.len(), "one gradient per parameter");
         self.t += 1;
         if self.tensor_ops {
-            self.step_flat(&grads);
+            self.step_flat(grads);
         } else {
-            self.step_fused(&grads);
+            self.step_fused(grads);
         }
     }
 
@@ -281,7 +219,7 @@ impl Adam {
 /// (each a dense block of `n` floats), so element i of one is element i of the others whatever the
 /// logical layout (channels-last convolution weights included).
 mod fused {
-    use chestx_model::manual_conv::same_layout;
+    use chestx_model::layout::same_layout;
     use tch::{Kind, Tensor};
 
     pub struct Coefficients {

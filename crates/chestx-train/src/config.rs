@@ -5,7 +5,6 @@ use crate::TrainError;
 use chestx_infer::score::columns_of;
 use chestx_infer::TrainConfig;
 use chestx_model::{Arch, Loss, Pooling};
-use tch::Device;
 
 /// Largest input side accepted: a 4096² film batch of 16 already needs 3 GB for its pixels alone.
 pub const MAX_INPUT: i64 = 4096;
@@ -13,17 +12,17 @@ pub const MAX_INPUT: i64 = 4096;
 pub const MIN_INPUT: i64 = 32;
 
 /// Check a new run's configuration.
-pub fn validate(c: &TrainConfig, device: Device) -> Result<(), TrainError> {
+pub fn validate(c: &TrainConfig) -> Result<(), TrainError> {
     if c.model.classes.is_empty() {
         return Err(TrainError::Config("no classes to train".into()));
     }
     columns_of(&c.model.classes)?;
-    validate_settings(c, device)
+    validate_settings(c)
 }
 
 /// Every check of [`validate`] but the classes (which may be read from the dataset later): the
 /// command line runs it before opening the dataset.
-pub fn validate_settings(c: &TrainConfig, device: Device) -> Result<(), TrainError> {
+pub fn validate_settings(c: &TrainConfig) -> Result<(), TrainError> {
     let bad = |m: String| Err(TrainError::Config(m));
     let m = &c.model;
     if !(MIN_INPUT..=MAX_INPUT).contains(&m.input_size) {
@@ -50,7 +49,7 @@ pub fn validate_settings(c: &TrainConfig, device: Device) -> Result<(), TrainErr
     if m.output_stride != 32 && !m.arch.is_resnet() {
         return bad("output stride 8 and 16 apply to ResNets only".into());
     }
-    validate_width(c, device)?;
+    validate_width(c)?;
     if let Pooling::Lse { r } = m.pooling {
         if !(r.is_finite() && r > 0.0) {
             return bad(format!("LSE sharpness r must be positive, not {r}"));
@@ -64,7 +63,7 @@ pub fn validate_settings(c: &TrainConfig, device: Device) -> Result<(), TrainErr
     validate_schedule(c)
 }
 
-fn validate_width(c: &TrainConfig, device: Device) -> Result<(), TrainError> {
+fn validate_width(c: &TrainConfig) -> Result<(), TrainError> {
     let m = &c.model;
     let Some(w) = m.width else { return Ok(()) };
     if m.arch != Arch::Resnet18 {
@@ -74,16 +73,6 @@ fn validate_width(c: &TrainConfig, device: Device) -> Result<(), TrainError> {
     }
     if !(1..=512).contains(&w) {
         return Err(TrainError::Config(format!("width {w} is outside 1..=512")));
-    }
-    if w <= 8 && m.input_size >= 192 && !device.is_cuda() {
-        // Plain PyTorch crashes the same way (channels-last weight gradient of a 1×1 stride-2
-        // convolution to ≤ 16 channels on a map of 48 px or more).
-        return Err(TrainError::Config(format!(
-            "--width {w} at --input {} is refused on a CPU: libtorch 2.11's backward pass corrupts \
-             memory there (oneDNN's weight gradient for layer2's 1x1 stride-2 downsample); use \
-             --width 16 or more, or --input below 192",
-            m.input_size
-        )));
     }
     Ok(())
 }
@@ -144,13 +133,13 @@ mod tests {
     fn refused(change: impl Fn(&mut TrainConfig), says: &str) {
         let mut c = ok();
         change(&mut c);
-        let e = validate(&c, Device::Cpu).expect_err(says).to_string();
+        let e = validate(&c).expect_err(says).to_string();
         assert!(e.contains(says), "{e:?} should say {says:?}");
     }
 
     #[test]
     fn every_out_of_range_setting_is_refused_by_name() {
-        validate(&ok(), Device::Cpu).unwrap();
+        validate(&ok()).unwrap();
         refused(|c| c.model.width = Some(0), "width 0");
         refused(|c| c.model.input_size = 0, "input side 0");
         refused(|c| c.model.input_size = 7, "input side 7");

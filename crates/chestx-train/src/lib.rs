@@ -14,8 +14,8 @@ use chestx_data::{epoch_order, Loader, LoaderConfig, Sample, Split};
 use chestx_infer::run::split_of;
 use chestx_infer::score::{batch_tensors, columns_of, per_class_auc, score_samples};
 use chestx_infer::InferError;
-use chestx_model::import;
 pub use chestx_model::ChestNet;
+use chestx_model::{import, GradBuffers};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -130,7 +130,7 @@ fn open_or_create(dir: &Path, start: Start, device: Device) -> Result<Run, Train
         Start::Resume => return Ok(Run::open(dir, device)?),
         Start::New(c) => *c,
     };
-    config::validate(&config, device)?;
+    config::validate(&config)?;
     std::fs::create_dir_all(dir)
         .map_err(|e| TrainError::Io(dir.display().to_string(), e.to_string()))?;
     if dir.join("latest.safetensors").exists() {
@@ -195,6 +195,7 @@ struct Session<'a> {
     vs: VarStore,
     net: ChestNet,
     adam: Adam,
+    grad_buffers: GradBuffers,
     state: RunState,
     metrics: Vec<EpochMetrics>,
 }
@@ -236,6 +237,7 @@ impl<'a> Session<'a> {
             vs,
             net,
             adam,
+            grad_buffers: GradBuffers::default(),
             state,
             metrics,
         })
@@ -311,14 +313,19 @@ impl<'a> Session<'a> {
     ) -> Result<f64, TrainError> {
         let cfg = &self.run.config;
         let (x, y) = batch_tensors(b, cfg.model.input_size, columns, self.run.device);
-        let out = self.net.forward(&x, true);
-        let loss = cfg.loss.compute(&out.logits, &y);
+        let (loss, grads) = self.net.loss_and_gradients(
+            &x,
+            &y,
+            &cfg.loss,
+            &self.adam.parameters(),
+            &mut self.grad_buffers,
+        );
         if cfg.cosine {
             let total = (cfg.epochs * batches).max(1) as f64;
             let progress = (self.state.global_step as f64 / total).min(1.0);
             self.adam.lr = cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
         }
-        self.adam.backward_step_with(&loss, &out.manual);
+        self.adam.update(&grads);
         // Read after the whole step is queued: on a GPU, reading it before the backward pass
         // would stall the host between forward and backward. A non-finite loss has spoilt this
         // step's update, so the run stops before any checkpoint holds it.

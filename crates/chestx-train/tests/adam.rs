@@ -32,7 +32,8 @@ fn first_update_follows_adam_for_channels_last_convolutions_too() {
         "conv weight strides {:?}",
         conv.ws.stride()
     );
-    adam.backward_step(&loss());
+    let step = chestx_model::gradients(&loss(), &adam.parameters());
+    adam.update(&step);
 
     for (((name, now), was), g) in vars.iter().zip(&before).zip(&grads) {
         // Step 1: bias-corrected moments are g and g², so the update is lr·g / (|g| + eps).
@@ -104,7 +105,8 @@ fn later_steps_follow_adamw(make: impl Fn(&nn::VarStore, f64, f64) -> Adam) {
                 double(p) * (1.0 - lr * wd) - m_hat / (v_hat.sqrt() + adam.eps) * lr
             })
             .collect();
-        adam.backward_step(&loss());
+        let grads = chestx_model::gradients(&loss(), &adam.parameters());
+        adam.update(&grads);
         for ((name, now), want) in vars.iter().zip(&want) {
             let diff = (double(now) - want).abs().max().double_value(&[]);
             assert!(diff < 1e-6, "step {t}, {name}: off by {diff}");
@@ -129,14 +131,15 @@ fn gemm_weight_gradient_trains_like_autograd() {
         vs.copy(&vs0).unwrap();
         let mut adam = Adam::new(&vs, 1e-2, 0.0);
         adam.eps = 1e-3;
-        let out = net.forward(&x, true);
-        assert_eq!(out.manual.len(), 1, "the transition's GEMM applies at 2x2");
-        let loss = Loss::Wcel.compute(&out.logits, &y);
-        if gemm {
-            adam.backward_step_with(&loss, &out.manual);
+        let grads = if gemm {
+            let mut buffers = chestx_model::GradBuffers::default();
+            net.loss_and_gradients(&x, &y, &Loss::Wcel, &adam.parameters(), &mut buffers)
+                .1
         } else {
-            adam.backward_step(&loss);
-        }
+            let loss = Loss::Wcel.compute(&net.forward(&x, true).logits, &y);
+            chestx_model::gradients(&loss, &adam.parameters())
+        };
+        adam.update(&grads);
         sorted_variables(&vs)
     };
     let (with, without) = (run(true), run(false));
@@ -175,10 +178,10 @@ fn winograd_transition_trains_like_autograd() {
         // the comparison below is one of gradients.
         let mut adam = Adam::new(&vs, 1.0, 0.0);
         adam.eps = 1e3;
-        let out = net.forward(&x, true);
-        assert_eq!(out.manual.len(), usize::from(manual));
-        let loss = Loss::Wcel.compute(&out.logits, &y);
-        adam.backward_step_with(&loss, &out.manual);
+        let mut buffers = chestx_model::GradBuffers::default();
+        let (_, grads) =
+            net.loss_and_gradients(&x, &y, &Loss::Wcel, &adam.parameters(), &mut buffers);
+        adam.update(&grads);
         sorted_variables(&vs)
     };
     let (with, without) = (run(true), run(false));

@@ -40,7 +40,14 @@ impl ModuleT for Residual {
         }
         match &self.downsample {
             Some((c, b)) => {
-                let _ = ys.g_add_(&xs.apply(c).apply_t(b, train));
+                let input = if !c.ws.device().is_cuda()
+                    && crate::layout::must_run_nchw_on_cpu(&c.ws.size())
+                {
+                    xs.contiguous()
+                } else {
+                    xs.shallow_clone()
+                };
+                let _ = ys.g_add_(&input.apply(c).apply_t(b, train));
             }
             None => {
                 let _ = ys.g_add_(xs);

@@ -190,7 +190,7 @@ pub fn run_train(a: TrainArgs) -> Result<ExitCode> {
             train(dir, Start::Resume, device, &bars, &controls)?,
         ),
         None => {
-            let (out, cfg) = new_config(&a, device)?;
+            let (out, cfg) = new_config(&a)?;
             eprintln!(
                 "training {} on {:?} -> {}",
                 cfg.model.arch,
@@ -222,7 +222,7 @@ fn interruptible() -> Controls {
 
 /// A new run's folder and configuration from the arguments, checked before the dataset is read
 /// (the classes, when not given, are the findings with positives in its training split).
-fn new_config(a: &TrainArgs, device: tch::Device) -> Result<(PathBuf, TrainConfig)> {
+fn new_config(a: &TrainArgs) -> Result<(PathBuf, TrainConfig)> {
     let dataset = a.dataset.clone().expect("clap requires it");
     let out = a.out.clone().expect("clap requires it");
     let arch: Arch = a.arch.parse().map_err(anyhow::Error::msg)?;
@@ -265,7 +265,7 @@ fn new_config(a: &TrainArgs, device: tch::Device) -> Result<(PathBuf, TrainConfi
         cosine: a.cosine,
         labels,
     };
-    config::validate_settings(&cfg, device)?;
+    config::validate_settings(&cfg)?;
     if a.classes.is_none() {
         let train_split = load_split(&cfg.dataset, Split::Train, a.val_fraction, a.seed, &labels)?;
         cfg.model.classes = classes_present(&train_split);

@@ -1,13 +1,13 @@
-//! Convolutions whose gradients the optimizer forms itself, for the layer where that beats
+//! Convolutions whose gradients this crate forms itself, for the layer where that beats
 //! libtorch's kernels on a CPU: the transition layer, a 3×3 convolution from 2048 channels on a
 //! small map (~18% of a ResNet-50 training step's arithmetic at 224 px).
 //!
 //! Autograd cannot be handed another kernel, so the forward pass returns a [`ManualConv`] and the
-//! optimizer ([`Adam::backward_step_with`](../../chestx_train/adam/struct.Adam.html)) asks
+//! gradient step ([`super::gradients`]) asks
 //! autograd for the convolution's *output* gradient g in place of its weight's and bias's
 //! (libtorch forms a bias gradient only together with the weight's, so both are taken over), then
 //! forms them here. Two kinds:
-//! - **Winograd** ([`ManualConv::winograd`], [`crate::winograd`]): the forward pass and the input
+//! - **Winograd** ([`ManualConv::winograd`], [`super::winograd`]): the forward pass and the input
 //!   gradient by F(2×2, 3×3), with 16 multiplications per 2×2 outputs instead of 36. The output
 //!   is a leaf (the convolution is not in autograd's graph); the input gradient is formed here and
 //!   handed back to autograd for the backbone.
@@ -19,6 +19,7 @@
 //! Both kinds form the weight gradient by the GEMM (on larger maps it is as fast as oneDNN's). The
 //! measurements behind each choice are in `docs/performance.md` ("CPU kernels").
 
+use crate::layout::laid_like;
 use std::sync::{Arc, Mutex};
 use tch::{Device, Kind, Tensor};
 
@@ -83,7 +84,7 @@ impl ManualConv {
         input: &Tensor,
         cache: &WinogradWeights,
     ) -> Option<(Tensor, Option<ManualConv>)> {
-        if !crate::winograd::supports(weight, input) {
+        if !super::winograd::supports(weight, input) {
             return None;
         }
         let (n, c, h, w) = input.size4().ok()?;
@@ -92,7 +93,7 @@ impl ManualConv {
         }
         let graph = grad_mode() && (weight.requires_grad() || input.requires_grad());
         let u = cache.transform(weight);
-        let output = crate::winograd::conv3x3(input, &u.0, bias);
+        let output = super::winograd::conv3x3(input, &u.0, bias);
         if !graph {
             return Some((output, None));
         }
@@ -123,7 +124,7 @@ impl ManualConv {
         let u = self.winograd.as_ref()?;
         self.input
             .requires_grad()
-            .then(|| crate::winograd::conv3x3_input_grad(grad_output, &u.0))
+            .then(|| super::winograd::conv3x3_input_grad(grad_output, &u.0))
     }
 
     /// The gradient of `part` from `dL/d(output)`; `buffer` as for [`ManualConv::weight_grad_into`].
@@ -198,26 +199,6 @@ impl ManualConv {
     }
 }
 
-/// Whether two tensors have one shape and lay their elements out in one order: equal strides on
-/// every dimension longer than 1 (a length-1 dimension's stride is arbitrary: libtorch may report
-/// a 1×1 kernel's as 1 or as the channel count).
-pub fn same_layout(a: &Tensor, b: &Tensor) -> bool {
-    let (size, sa, sb) = (a.size(), a.stride(), b.stride());
-    size == b.size() && (0..size.len()).all(|d| size[d] == 1 || sa[d] == sb[d])
-}
-
-/// `t` itself when it already has `like`'s layout and kind, else a copy laid out like `like`
-/// (`empty_like` keeps a dense tensor's strides).
-pub fn laid_like(t: &Tensor, like: &Tensor) -> Tensor {
-    if same_layout(t, like) && t.kind() == like.kind() {
-        t.shallow_clone()
-    } else {
-        let mut copy = like.empty_like();
-        copy.copy_(t);
-        copy
-    }
-}
-
 /// Largest transformed input (16 floats per tile and channel) formed in one piece: 512 MB. Past it
 /// (e.g. ResNet-50 at output stride 8) libtorch's kernel, which needs no such copy, is used.
 const MAX_TRANSFORMED: i64 = 1 << 27;
@@ -227,7 +208,7 @@ const MAX_TRANSFORMED: i64 = 1 << 27;
 /// must outweigh transforming the weights, a fixed ~2 passes over 16/9 of the kernel's memory
 /// (the break-even of 1024 saved products per channel pair is measured: docs/performance.md).
 pub fn winograd_pays(n: i64, c: i64, h: i64, w: i64) -> bool {
-    let tiles = crate::winograd::tile_count(n, h, w);
+    let tiles = super::winograd::tile_count(n, h, w);
     9 * n * h * w - 16 * tiles >= 1024 && 16 * tiles * c <= MAX_TRANSFORMED
 }
 
@@ -253,6 +234,7 @@ pub struct Transformed(Tensor);
 unsafe impl Sync for Transformed {}
 
 impl Transformed {
+    #[cfg(test)]
     pub fn tensor(&self) -> &Tensor {
         &self.0
     }
@@ -267,7 +249,7 @@ impl WinogradWeights {
             .take()
             .and_then(|u| Arc::try_unwrap(u).ok())
             .map(|t| t.0);
-        crate::winograd::transform_weight(weight, &mut buffer);
+        super::winograd::transform_weight(weight, &mut buffer);
         let u = Arc::new(Transformed(
             buffer.expect("transform_weight fills the buffer"),
         ));

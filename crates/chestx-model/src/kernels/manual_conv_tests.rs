@@ -1,8 +1,10 @@
 //! The transition layer's weight (and bias) gradient formed as a GEMM ([`ManualConv`]) against autograd's
 //! own, for the layouts, kernels and batch sizes it meets, and when it is (not) used.
 
-use chestx_model::manual_conv::{same_layout, Part, MAX_CELLS};
-use chestx_model::{Arch, ChestNet, ManualConv, ModelConfig};
+use super::manual_conv::{Part, MAX_CELLS};
+use super::ManualConv;
+use crate::layout::same_layout;
+use crate::{Arch, ChestNet, ModelConfig};
 use tch::{Device, Kind, Tensor};
 
 fn rel_diff(a: &Tensor, b: &Tensor) -> f64 {
@@ -100,7 +102,7 @@ fn used_only_in_training_on_small_maps() {
     cfg.input_size = 64;
     let net = ChestNet::new(&vs.root(), cfg);
     let x = Tensor::randn([2, 3, 64, 64], opts);
-    let out = net.forward(&x, true);
+    let out = net.forward_with(&x, true, true);
     assert_eq!(out.manual.len(), 1);
     let vars = vs.variables();
     let part = |name: &str| out.manual[0].part_of(&vars[name]);

@@ -2,8 +2,9 @@
 //! sizes odd and even (edge tiles past the map), channel counts off the 64-channel blocks, both
 //! memory layouts; the kept weight buffer; and when the transition layer uses it.
 
-use chestx_model::manual_conv::{winograd_pays, WinogradWeights};
-use chestx_model::{winograd, Arch, ChestNet, ManualConv, ModelConfig};
+use super::manual_conv::{winograd_pays, WinogradWeights};
+use super::{winograd, ManualConv};
+use crate::{Arch, ChestNet, ModelConfig};
 use tch::{Device, Kind, Tensor};
 
 const OPTS: (Kind, Device) = (Kind::Float, Device::Cpu);
@@ -135,7 +136,7 @@ fn chestnet_transition_by_winograd_matches_libtorch_and_hands_back_its_input_gra
     cfg.transition_dim = 16;
     let mut net = ChestNet::new(&vs.root(), cfg);
     let x = Tensor::randn([8, 3, 224, 224], OPTS);
-    let out = net.forward(&x, true);
+    let out = net.forward_with(&x, true, true);
     assert_eq!(out.manual.len(), 1);
     assert!(
         out.transition.is_leaf(),
@@ -151,5 +152,5 @@ fn chestnet_transition_by_winograd_matches_libtorch_and_hands_back_its_input_gra
     let d = rel_diff(&fast.transition, &plain.transition);
     assert!(d < 1e-5, "transition map off by {d}");
     assert!(rel_diff(&fast.logits, &plain.logits) < 1e-5);
-    assert!(net.forward(&x, true).manual.is_empty());
+    assert!(net.forward_with(&x, true, true).manual.is_empty());
 }
