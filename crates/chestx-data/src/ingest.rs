@@ -13,6 +13,7 @@
 //! an interrupted ingest resumes.
 
 use chestx_core::seed::mix64;
+use chestx_core::walk::{walk, Walk};
 use chestx_core::{Finding, ReportLabels};
 use chestx_image::dicom::{self, DicomInfo};
 use chestx_image::Gray;
@@ -70,34 +71,16 @@ pub struct IngestConfig {
 
 /// The DICOM/PNG/JPEG files (by extension) in folders under `paths`, recursively and sorted, plus
 /// every file named directly whatever its extension (it was asked for; if it is not an image, it is
-/// reported as a failure rather than passed over).
-pub fn find_sources(paths: &[PathBuf]) -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
+/// reported as a failure rather than passed over). Each file once (a film reached through a link is
+/// not ingested twice), link loops cut, FIFOs and other non-files listed in [`Walk::skipped`].
+pub fn find_sources(paths: &[PathBuf]) -> Walk {
+    walk(paths, &|p| {
+        let ext = p
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
             .unwrap_or_default();
-        v.sort();
-        for p in v {
-            let ext = p
-                .extension()
-                .map(|e| e.to_string_lossy().to_ascii_lowercase())
-                .unwrap_or_default();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if matches!(ext.as_str(), "dcm" | "dicom" | "png" | "jpg" | "jpeg") {
-                out.push(p);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            walk(p, &mut out);
-        } else {
-            out.push(p.clone());
-        }
-    }
-    out
+        matches!(ext.as_str(), "dcm" | "dicom" | "png" | "jpg" | "jpeg")
+    })
 }
 
 fn stem(p: &Path) -> String {
@@ -375,10 +358,15 @@ pub fn ingest(
     labels: &HashMap<String, ReportLabels>,
     progress: &(dyn Fn() + Sync),
 ) -> Result<IngestSummary, String> {
-    let files = find_sources(paths);
+    let found = find_sources(paths);
+    let files = found.files();
     if files.is_empty() {
         return Err("no DICOM/PNG/JPEG files found".into());
     }
+    let passed_over = found
+        .skipped()
+        .into_iter()
+        .map(|(path, message)| Failure { path, message });
     let images = out.join("images");
     std::fs::create_dir_all(&images).map_err(|e| format!("{}: {e}", images.display()))?;
     let read: Vec<Result<Source, Failure>> = files
@@ -391,7 +379,7 @@ pub fn ingest(
             })
         })
         .collect();
-    let mut failures = Vec::new();
+    let mut failures: Vec<Failure> = passed_over.collect();
     let mut sources = Vec::new();
     for r in read {
         match r {

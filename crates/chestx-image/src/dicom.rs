@@ -132,6 +132,89 @@ fn open_from(
     Ok((obj, false))
 }
 
+/// Every length the data set declares, up to and including the Pixel Data's, must fit in the file.
+/// dicom-rs sets aside a value's declared length before reading it, so without this check a 1 KB
+/// file whose Pixel Data claims 4 GB takes 4 GB of memory before failing. Only element and item
+/// headers are read here, up to the Pixel Data; a file this walk cannot parse is left to the real
+/// parser, whose message names the problem.
+fn check_declared_lengths(bytes: &[u8]) -> Result<(), String> {
+    use dicom_core::header::HasLength;
+    use dicom_parser::dataset::{DataSetReader, DataToken};
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let pos = Rc::new(Cell::new(0usize));
+    let (start, ts) = if bytes.starts_with(b"DICM") || bytes.get(128..MAGIC_LEN) == Some(b"DICM") {
+        let at = if bytes.starts_with(b"DICM") { 0 } else { 128 };
+        let mut meta_reader = Counting::new(&bytes[at..], pos.clone());
+        let Ok(meta) = dicom_object::FileMetaTable::from_reader(&mut meta_reader) else {
+            return Ok(());
+        };
+        let uid = meta.transfer_syntax().trim_end_matches('\0').to_string();
+        let Some(ts) = TransferSyntaxRegistry.get(&uid) else {
+            return Ok(());
+        };
+        (at + pos.get(), ts)
+    } else if looks_like_dicom(bytes) {
+        (
+            0,
+            TransferSyntaxRegistry
+                .get(IMPLICIT_VR_LITTLE_ENDIAN.uid())
+                .expect("registered"),
+        )
+    } else {
+        return Ok(()); // not DICOM at all: the parser says so
+    };
+    if ts.uid() == "1.2.840.10008.1.2.1.99" {
+        return Ok(()); // a deflated data set's lengths are those of the inflated stream
+    }
+    pos.set(0);
+    let data = &bytes[start..];
+    let Ok(reader) = DataSetReader::new_with_ts(Counting::new(data, pos.clone()), ts) else {
+        return Ok(());
+    };
+    for token in reader {
+        let Ok(token) = token else { return Ok(()) };
+        let (what, declared) = match &token {
+            DataToken::ElementHeader(h) => (format!("element {}", h.tag), h.length().get()),
+            DataToken::ItemStart { len } => ("an item".to_string(), len.get()),
+            _ => continue,
+        };
+        let left = data.len() - pos.get().min(data.len());
+        if let Some(n) = declared.filter(|&n| n as usize > left) {
+            return Err(format!(
+                "{what} declares {n} bytes, but only {left} bytes of the file follow it (a truncated or corrupt file)"
+            ));
+        }
+        if matches!(&token, DataToken::ElementHeader(h) if h.tag == tags::PIXEL_DATA) {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// A reader over bytes that shares how far it has read.
+struct Counting<'a> {
+    data: &'a [u8],
+    pos: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl<'a> Counting<'a> {
+    fn new(data: &'a [u8], pos: std::rc::Rc<std::cell::Cell<usize>>) -> Self {
+        pos.set(0);
+        Counting { data, pos }
+    }
+}
+
+impl std::io::Read for Counting<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let at = self.pos.get().min(self.data.len());
+        let n = buf.len().min(self.data.len() - at);
+        buf[..n].copy_from_slice(&self.data[at..at + n]);
+        self.pos.set(at + n);
+        Ok(n)
+    }
+}
+
 fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
     obj.get(tag)
         .and_then(|e| e.to_str().ok())
@@ -255,7 +338,7 @@ fn window_linear(x: f64, c: f64, w: f64) -> f32 {
 
 /// The largest side accepted: detectors are at most ~4300 px; a corrupt header claiming more must not
 /// make the decoder allocate gigabytes.
-pub const MAX_SIDE: u32 = 16_384;
+pub use crate::MAX_SIDE;
 
 /// Decode the first frame to display grayscale in [0, 1] (air dark), with its header. Corrupt input
 /// gives an error, never a panic (a decoder panic is caught and reported as an error).
@@ -265,14 +348,10 @@ pub fn decode(bytes: &[u8]) -> Result<(Gray, DicomInfo), String> {
 }
 
 fn decode_unguarded(bytes: &[u8]) -> Result<(Gray, DicomInfo), String> {
+    check_declared_lengths(bytes)?;
     let (obj, part10) = open(bytes, false)?;
     let info = info_of(&obj, part10)?;
-    if info.rows == 0 || info.columns == 0 || info.rows > MAX_SIDE || info.columns > MAX_SIDE {
-        return Err(format!(
-            "implausible image size {}×{} (at most {MAX_SIDE} per side)",
-            info.columns, info.rows
-        ));
-    }
+    crate::check_size(info.columns, info.rows)?;
     if obj.get(tags::PIXEL_DATA).is_none() {
         return Err("no Pixel Data (7FE0,0010)".into());
     }

@@ -31,6 +31,27 @@ pub(crate) fn decode_file<T>(
     decode(&bytes).map_err(err)
 }
 
+/// Largest side of a picture accepted, in pixels (the largest radiographs are ~4,300 px a side).
+pub const MAX_SIDE: u32 = 16_384;
+/// Largest picture accepted, in pixels (8192²: 256 MB as floats).
+pub const MAX_PIXELS: u64 = 1 << 26;
+/// Most memory a picture decoder may set aside.
+const MAX_DECODE_BYTES: u64 = 1 << 30;
+
+/// Refuse a picture whose header claims more than [`MAX_SIDE`] a side or [`MAX_PIXELS`] in all,
+/// before anything is allocated for it (a 400 KB PNG may claim 20000 × 20000).
+pub fn check_size(width: u32, height: u32) -> Result<(), String> {
+    if width == 0 || height == 0 {
+        return Err(format!("the picture claims {width} × {height} pixels"));
+    }
+    if width > MAX_SIDE || height > MAX_SIDE || width as u64 * height as u64 > MAX_PIXELS {
+        return Err(format!(
+            "the picture claims {width} × {height} pixels, beyond the limit of {MAX_SIDE} a side and {MAX_PIXELS} in all (a corrupt or hostile file?)"
+        ));
+    }
+    Ok(())
+}
+
 /// A grayscale image, row-major, values in [0, 1].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gray {
@@ -68,8 +89,18 @@ impl Gray {
         if dicom::is_dicom(bytes) {
             return dicom::decode(bytes).map(|(g, _)| g);
         }
-        let img = image::load_from_memory(bytes).map_err(|e| e.to_string())?;
-        let (w, h) = (img.width(), img.height());
+        let reader = || {
+            image::ImageReader::new(std::io::Cursor::new(bytes))
+                .with_guessed_format()
+                .map_err(|e| e.to_string())
+        };
+        let (w, h) = reader()?.into_dimensions().map_err(|e| e.to_string())?;
+        check_size(w, h)?;
+        let mut limited = reader()?;
+        let mut limits = image::Limits::default();
+        limits.max_alloc = Some(MAX_DECODE_BYTES);
+        limited.limits(limits);
+        let img = limited.decode().map_err(|e| e.to_string())?;
         let data = match img {
             image::DynamicImage::ImageLuma8(b) => {
                 b.into_raw().into_iter().map(|v| v as f32 / 255.0).collect()

@@ -209,6 +209,8 @@ fn gray8_png(bytes: &[u8]) -> Option<(u32, u32, Vec<u8>)> {
     if reader.output_color_type() != (png::ColorType::Grayscale, png::BitDepth::Eight) {
         return None;
     }
+    // Oversized claims are refused by the general decoder, before it allocates.
+    crate::check_size(reader.info().width, reader.info().height).ok()?;
     let mut data = vec![0u8; reader.output_buffer_size()?];
     let frame = reader.next_frame(&mut data).ok()?;
     data.truncate(frame.buffer_size());

@@ -79,3 +79,68 @@ fn truncations_and_bit_flips_never_panic_or_hang() {
         }
     }
 }
+
+/// Issue 18: a small DICOM whose Pixel Data claims 4 GB took 4.6 GB before failing. The claim is
+/// now checked against the file first: a clear error, and the process stays small.
+#[test]
+fn a_dicom_claiming_gigabytes_of_pixels_is_refused_without_allocating_them() {
+    let Some(dir) = chestx_testkit::data("dicom") else {
+        return;
+    };
+    let bytes = std::fs::read(dir.join("CR-MONO1-10-chest.dcm")).unwrap();
+    // The Pixel Data header (implicit VR: tag, then a 4-byte length), from the end.
+    let at = bytes
+        .windows(4)
+        .rposition(|w| w == [0xE0, 0x7F, 0x10, 0x00])
+        .expect("a Pixel Data element");
+    let mut forged = bytes[..at + 8].to_vec();
+    forged[at + 4..at + 8].copy_from_slice(&0xF000_0000u32.to_le_bytes());
+    forged.extend_from_slice(&[0u8; 512]);
+    let e = chestx_image::dicom::decode(&forged).unwrap_err();
+    assert!(e.contains("declares 4026531840 bytes"), "{e}");
+    assert!(peak_rss_mb() < 1024.0, "peak RSS {} MB", peak_rss_mb());
+}
+
+/// The process's peak resident memory (Linux), in MB.
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// A PNG chunk: length, type, data, CRC over type and data.
+fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut crc = flate2::Crc::new();
+    crc.update(kind);
+    crc.update(data);
+    let mut c = (data.len() as u32).to_be_bytes().to_vec();
+    c.extend_from_slice(kind);
+    c.extend_from_slice(data);
+    c.extend_from_slice(&crc.sum().to_be_bytes());
+    c
+}
+
+/// Issue 18: a small PNG claiming 20000 × 20000 took 2.4–4.7 GB in inspect, predict and ingest. The
+/// claim is refused from the header, before any allocation.
+#[test]
+fn a_png_claiming_a_huge_picture_is_refused_from_its_header() {
+    for (depth, color) in [(8u8, 0u8), (16, 0), (8, 2)] {
+        let mut ihdr = 20_000u32.to_be_bytes().to_vec();
+        ihdr.extend_from_slice(&20_000u32.to_be_bytes());
+        ihdr.extend_from_slice(&[depth, color, 0, 0, 0]);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut z, &vec![0u8; 1 << 20]).unwrap();
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend(chunk(b"IHDR", &ihdr));
+        png.extend(chunk(b"IDAT", &z.finish().unwrap()));
+        png.extend(chunk(b"IEND", &[]));
+        let e = Gray::decode(&png).unwrap_err();
+        assert!(e.contains("20000 × 20000"), "{e}");
+        let e = chestx_image::Raster::decode(&png).unwrap_err();
+        assert!(e.contains("beyond the limit"), "{e}");
+    }
+    assert!(peak_rss_mb() < 1024.0, "peak RSS {} MB", peak_rss_mb());
+}

@@ -74,65 +74,56 @@ impl Default for ReadOptions {
 
 pub type ReadResult = Result<Report, RecordError>;
 
-/// Read every report under the given paths (files or folders, recursively, in sorted order).
+/// Read every report under the given paths (files or folders, recursively, in sorted order; each
+/// file once, link loops cut). Anything passed over that could hold reports — a FIFO, an unreadable
+/// folder, a file reached twice — comes back as an error naming it; unrelated files in a folder
+/// (README, images) are not reports and are passed over quietly.
 pub fn read_inputs(paths: &[PathBuf], opts: &ReadOptions) -> Vec<ReadResult> {
+    use chestx_core::walk::{walk, Found};
     let mut out = Vec::new();
-    for p in paths {
-        read_path(p, opts, true, &mut out);
+    for f in walk(paths, &|p| report_kind(p).is_some()).found {
+        match f {
+            Found::File(p) => read_file(&p, opts, &mut out),
+            Found::Skipped(p, why) => {
+                out.push(Err(RecordError::new(p.display().to_string(), None, why)))
+            }
+        }
     }
     out
 }
 
-fn read_path(path: &Path, opts: &ReadOptions, explicit: bool, out: &mut Vec<ReadResult>) {
-    let shown = path.display().to_string();
-    if path.is_dir() {
-        let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
-            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-            Err(e) => {
-                out.push(Err(RecordError::new(
-                    shown,
-                    None,
-                    format!("cannot read folder: {e}"),
-                )));
-                return;
-            }
-        };
-        entries.sort();
-        for e in entries {
-            read_path(&e, opts, false, out);
-        }
-        return;
+/// The kind of report file a name says: csv, xml, txt or tar.
+fn report_kind(path: &Path) -> Option<&'static str> {
+    let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
+    if name.ends_with(".csv") {
+        Some("csv")
+    } else if name.ends_with(".xml") {
+        Some("xml")
+    } else if name.ends_with(".txt") {
+        Some("txt")
+    } else if name.ends_with(".tgz") || name.ends_with(".tar.gz") || name.ends_with(".tar") {
+        Some("tar")
+    } else {
+        None
     }
+}
+
+fn read_file(path: &Path, opts: &ReadOptions, out: &mut Vec<ReadResult>) {
+    let shown = path.display().to_string();
+    let Some(kind) = report_kind(path) else {
+        let msg = "unknown input type (expected .csv, .xml, .txt, .tgz/.tar.gz/.tar or a folder)";
+        out.push(Err(RecordError::new(shown, None, msg)));
+        return;
+    };
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default();
-    let kind = if name.ends_with(".csv") {
-        "csv"
-    } else if name.ends_with(".xml") {
-        "xml"
-    } else if name.ends_with(".txt") {
-        "txt"
-    } else if name.ends_with(".tgz") || name.ends_with(".tar.gz") || name.ends_with(".tar") {
-        "tar"
-    } else if explicit {
-        out.push(Err(RecordError::new(
-            shown,
-            None,
-            "unknown input type (expected .csv, .xml, .txt, .tgz/.tar.gz/.tar or a folder)",
-        )));
-        return;
-    } else {
-        return; // Unrelated files in a folder (README, images) are not reports.
-    };
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) => {
-            out.push(Err(RecordError::new(
-                shown,
-                None,
-                format!("cannot read file: {e}"),
-            )));
+            let msg = format!("cannot read file: {e}");
+            out.push(Err(RecordError::new(shown, None, msg)));
             return;
         }
     };
@@ -205,6 +196,11 @@ fn read_csv(bytes: &[u8], origin: &str, opts: &ReadOptions, out: &mut Vec<ReadRe
             return;
         }
     };
+    if headers.iter().all(|h| h.is_empty()) {
+        let msg = "empty CSV: no header row, no reports";
+        out.push(Err(RecordError::new(origin, None, msg)));
+        return;
+    }
     let (id_col, text_cols) = match csv_columns(&headers, opts) {
         Ok(c) => c,
         Err(msg) => {
@@ -411,16 +407,14 @@ fn read_tar(
             return;
         }
     };
-    let mut members = Vec::new();
+    let (mut members, mut broken) = (Vec::new(), false);
     for entry in entries {
         let mut entry = match entry {
             Ok(e) => e,
             Err(e) => {
-                out.push(Err(RecordError::new(
-                    origin,
-                    None,
-                    format!("corrupt archive: {e}"),
-                )));
+                let msg = format!("corrupt archive: {e}: reports after this point were not read");
+                out.push(Err(RecordError::new(origin, None, msg)));
+                broken = true;
                 break;
             }
         };
@@ -443,6 +437,15 @@ fn read_tar(
             continue;
         }
         members.push((member, lower, here, data));
+    }
+    // The entries end at the first unreadable header, which a truncated archive may not announce:
+    // the rest of the stream must then still read cleanly (a cut gzip stream does not).
+    let rest = (!broken).then(|| std::io::copy(&mut archive.into_inner(), &mut std::io::sink()));
+    if let Some(Err(e)) = rest {
+        let msg = format!(
+            "archive ends early or is corrupt ({e}): reports after this point were not read"
+        );
+        out.push(Err(RecordError::new(origin, None, msg)));
     }
     // Archive order is whatever the packer chose; sort for a stable output order.
     members.sort_by_key(|m| natural_key(&m.0));

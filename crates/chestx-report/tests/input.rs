@@ -1,7 +1,7 @@
 //! Reading reports: every format, and bad input that must give a clear per-record error while the
 //! batch carries on.
 
-use chestx_report::{read_inputs, ReadOptions, Section};
+use chestx_report::{read_inputs, ReadOptions, RecordError, Section};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -172,11 +172,7 @@ fn unknown_explicit_file_and_missing_path_are_errors() {
         .unwrap_err()
         .message
         .contains("unknown input type"));
-    assert!(r[1]
-        .as_ref()
-        .unwrap_err()
-        .message
-        .contains("cannot read file"));
+    assert!(r[1].as_ref().unwrap_err().message.contains("cannot read"));
 }
 
 #[test]
@@ -190,4 +186,35 @@ fn free_text_headings_choose_the_sections() {
         out.labels.get(chestx_core::Finding::NoFinding),
         Some(chestx_core::LabelState::Positive)
     );
+}
+
+/// Issue 18: a truncated `.tgz` was read up to the break without a word.
+#[test]
+fn a_truncated_archive_is_an_error_and_what_came_before_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tar = tar::Builder::new(Vec::new());
+    for i in 0..200 {
+        let body = XML.replace("CXR7", &format!("CXR{i}"));
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, format!("ecgen/{i}.xml"), body.as_bytes())
+            .unwrap();
+    }
+    let raw = tar.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&raw).unwrap();
+    let whole = gz.finish().unwrap();
+    let ok = read_inputs(
+        &[write(dir.path(), "whole.tgz", &whole)],
+        &ReadOptions::default(),
+    );
+    assert!(ok.iter().all(|r| r.is_ok()) && ok.len() == 200);
+    let cut = write(dir.path(), "cut.tgz", &whole[..whole.len() / 2]);
+    let r = read_inputs(&[cut], &ReadOptions::default());
+    let errors: Vec<&RecordError> = r.iter().filter_map(|x| x.as_ref().err()).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].message.contains("not read"), "{}", errors[0]);
+    assert!(r.len() > 1 && r.len() < 200, "{} records", r.len());
 }

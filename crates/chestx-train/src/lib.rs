@@ -164,6 +164,13 @@ impl TrainData {
             obs.message(&about);
         }
         let split = |s| {
+            let (_, missing) = ds.samples(s, cfg.val_fraction, cfg.seed, &cfg.labels);
+            if missing > 0 {
+                obs.message(&format!(
+                    "warning: {missing} {s:?} images listed by {} are not on disk and are left out",
+                    cfg.dataset.display()
+                ));
+            }
             split_of(
                 &ds,
                 &cfg.dataset,
@@ -210,6 +217,12 @@ impl<'a> Session<'a> {
         let mut adam = Adam::new(&vs, cfg.lr, cfg.weight_decay);
         let (mut state, mut metrics) = (RunState::default(), Vec::new());
         if resume {
+            if !run.latest().exists() {
+                return Err(TrainError::Config(format!(
+                    "{} holds no checkpoint yet (the run stopped before its first): start it again without --resume",
+                    run.dir.display()
+                )));
+            }
             state = checkpoint::load(&run.latest(), &mut vs, Some(&mut adam))?;
             if let Ok(text) = std::fs::read_to_string(run.dir.join("metrics.json")) {
                 metrics = serde_json::from_str(&text).unwrap_or_default();

@@ -5,7 +5,9 @@ use crate::output::emit_report;
 use anyhow::{bail, Context, Result};
 use chestx_core::Finding;
 use chestx_data::{read_label_file, SampleOptions};
-use chestx_eval::{bootstrap_auc_ci, read_data_entry_labels, read_predictions_table, roc_auc};
+use chestx_eval::{
+    bootstrap_auc_ci, read_data_entry_labels, read_predictions_table, roc_auc, Predictions,
+};
 use clap::Args;
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -55,7 +57,12 @@ struct ClassAuc {
 struct AucReport {
     images: usize,
     classes: Vec<ClassAuc>,
-    mean_auc: f64,
+    /// Over the classes with both positives and negatives; `None` when there are none.
+    mean_auc: Option<f64>,
+    /// How many classes the mean is over.
+    classes_averaged: usize,
+    /// Findings the predictions have no column for.
+    missing_findings: Vec<String>,
 }
 
 /// Per image, a target per finding in [`Finding::ALL`] order: 1, 0, or NaN where unknown.
@@ -76,6 +83,20 @@ fn read_targets(path: &Path, options: &SampleOptions) -> Result<Targets> {
             .collect());
     }
     let file = read_label_file(path)?;
+    if !file.columns.iter().any(|&c| c) {
+        bail!(
+            "{}: no label columns: neither NIH's `Finding Labels` nor a column per finding (1/0/-1/blank)",
+            path.display()
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = file.rows.iter().find(|r| !seen.insert(r.path.as_str())) {
+        bail!(
+            "{}: image {:?} has two label rows",
+            path.display(),
+            dup.path
+        );
+    }
     Ok(file
         .rows
         .into_iter()
@@ -97,6 +118,13 @@ pub fn run(a: AucArgs) -> Result<ExitCode> {
     };
     let labels = read_targets(&a.labels, &options)?;
     let preds = read_predictions_table(&a.pred)?;
+    let mut seen = std::collections::HashSet::new();
+    if let Some((dup, _)) = preds.rows.iter().find(|(id, _)| !seen.insert(id.as_str())) {
+        bail!(
+            "{}: image {dup:?} is predicted twice (it would count twice in every AUC)",
+            a.pred.display()
+        );
+    }
     let missing: Vec<&str> = preds
         .rows
         .iter()
@@ -112,7 +140,29 @@ pub fn run(a: AucArgs) -> Result<ExitCode> {
             missing[0]
         );
     }
-    let classes: Vec<ClassAuc> = preds
+    let classes = class_aucs(&preds, &labels, a.bootstrap, a.seed);
+    let valid: Vec<f64> = classes.iter().filter_map(|c| c.auc).collect();
+    let missing_findings: Vec<String> = Finding::DISEASES
+        .iter()
+        .filter(|f| !preds.findings.contains(f))
+        .map(|f| f.name().to_string())
+        .collect();
+    let report = AucReport {
+        images: preds.rows.len(),
+        mean_auc: (!valid.is_empty()).then(|| valid.iter().sum::<f64>() / valid.len() as f64),
+        classes_averaged: valid.len(),
+        missing_findings,
+        classes,
+    };
+    let md = markdown(&report);
+    emit_report(&md, &report, a.markdown.as_deref(), a.json.as_deref())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Per finding with a prediction column: AUC and its bootstrap interval over the images whose label
+/// is known.
+fn class_aucs(preds: &Predictions, labels: &Targets, bootstrap: usize, seed: u64) -> Vec<ClassAuc> {
+    preds
         .findings
         .par_iter()
         .enumerate()
@@ -134,19 +184,16 @@ pub fn run(a: AucArgs) -> Result<ExitCode> {
                 ci95: bootstrap_auc_ci(
                     &scores,
                     &truth,
-                    a.bootstrap,
+                    bootstrap,
                     0.95,
-                    a.seed.wrapping_add(c as u64),
+                    seed.wrapping_add(c as u64),
                 ),
             }
         })
-        .collect();
-    let valid: Vec<f64> = classes.iter().filter_map(|c| c.auc).collect();
-    let report = AucReport {
-        images: preds.rows.len(),
-        mean_auc: valid.iter().sum::<f64>() / valid.len().max(1) as f64,
-        classes,
-    };
+        .collect()
+}
+
+fn markdown(report: &AucReport) -> String {
     let mut md = format!(
         "{} images\n\n| finding | positives | AUC | 95% CI |\n|---|---:|---:|---|\n",
         report.images
@@ -163,7 +210,16 @@ pub fn run(a: AucArgs) -> Result<ExitCode> {
             c.finding, c.positives
         ));
     }
-    md.push_str(&format!("| **mean** | | **{:.4}** | |\n", report.mean_auc));
-    emit_report(&md, &report, a.markdown.as_deref(), a.json.as_deref())?;
-    Ok(ExitCode::SUCCESS)
+    let mean = report.mean_auc.map_or("n/a".into(), |m| format!("{m:.4}"));
+    md.push_str(&format!(
+        "| **mean** ({} of 14 findings) | | **{mean}** | |\n",
+        report.classes_averaged
+    ));
+    if !report.missing_findings.is_empty() {
+        md.push_str(&format!(
+            "\nNo prediction column for: {} (left out of the mean).\n",
+            report.missing_findings.join(", ")
+        ));
+    }
+    md
 }

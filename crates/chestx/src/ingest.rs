@@ -99,7 +99,7 @@ pub fn run_ingest(a: IngestArgs) -> Result<ExitCode> {
         Some(p) => report_labels(p)?,
         None => HashMap::new(),
     };
-    let n = find_sources(&a.sources).len();
+    let n = find_sources(&a.sources).files().len();
     let pb = progress(2 * n as u64, "ingesting", 50);
     let summary =
         ingest(&a.sources, &a.output, &cfg, &labels, &|| pb.inc(1)).map_err(anyhow::Error::msg)?;

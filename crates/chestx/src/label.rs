@@ -1,6 +1,6 @@
 //! `chestx label` and `chestx label-eval`.
 
-use crate::output::{emit_report, progress, write_atomic};
+use crate::output::{emit_report, progress, write_atomic, ErrorLog};
 use anyhow::{bail, Context, Result};
 use chestx_core::{Finding, LabelState};
 use chestx_eval::{read_gold, read_predictions, score_labels};
@@ -25,6 +25,10 @@ pub struct LabelArgs {
     /// Also write one JSON line per mention (finding, status, sentence, span, phrase, rule).
     #[arg(long)]
     evidence: Option<PathBuf>,
+    /// Also write every report that could not be labelled (origin, report id, problem) to this CSV;
+    /// the terminal shows the first 50.
+    #[arg(long)]
+    errors: Option<PathBuf>,
     /// Write 0/1 only (uncertain mapped by --uncertain).
     #[arg(long)]
     binary: bool,
@@ -190,13 +194,23 @@ pub fn run_label(a: LabelArgs) -> Result<ExitCode> {
     pb.finish_and_clear();
 
     let binary = a.binary.then_some(a.uncertain == Uncertain::Positive);
-    let mut failed = 0usize;
     let mut labelled = 0usize;
-    for r in &records {
-        if let Err(e) = r {
-            failed += 1;
-            eprintln!("error: {e}");
-        }
+    let mut errors = ErrorLog::new(50);
+    for e in records.iter().filter_map(|r| r.as_ref().err()) {
+        errors.report(&e.to_string());
+    }
+    errors.finish(a.errors.as_deref());
+    let failed = errors.count();
+    if let Some(p) = &a.errors {
+        write_atomic(p, |w| {
+            let mut csv = csv::Writer::from_writer(w);
+            csv.write_record(["origin", "report_id", "problem"])?;
+            for e in records.iter().filter_map(|r| r.as_ref().err()) {
+                csv.write_record([&e.origin, e.id.as_deref().unwrap_or(""), &e.message])?;
+            }
+            csv.flush()?;
+            Ok(())
+        })?;
     }
     write_atomic(&a.output, |w| {
         let mut csv = csv::Writer::from_writer(w);

@@ -48,3 +48,74 @@ pub fn emit_report(
     }
     Ok(())
 }
+
+/// Errors of a batch job on stderr: each with its control characters escaped (a binary file's bytes
+/// must not drive the terminal), at most `limit` of them, then one line counting the rest. The
+/// complete list belongs in a file the job writes (e.g. `label --errors`).
+pub struct ErrorLog {
+    limit: usize,
+    seen: usize,
+}
+
+impl ErrorLog {
+    pub fn new(limit: usize) -> ErrorLog {
+        ErrorLog { limit, seen: 0 }
+    }
+
+    pub fn report(&mut self, msg: &str) {
+        self.seen += 1;
+        if self.seen <= self.limit {
+            eprintln!("error: {}", printable(msg));
+        }
+    }
+
+    /// Errors reported so far.
+    pub fn count(&self) -> usize {
+        self.seen
+    }
+
+    /// The line for the errors not shown, if any.
+    pub fn finish(&self, full_list: Option<&Path>) {
+        if self.seen > self.limit {
+            let more = self.seen - self.limit;
+            match full_list {
+                Some(p) => eprintln!("… {more} more errors, all listed in {}", p.display()),
+                None => eprintln!("… {more} more errors not shown (--errors FILE lists them all)"),
+            }
+        }
+    }
+}
+
+/// `s` with control characters (but tabs) escaped, and at most 500 characters of it.
+pub fn printable(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(500)
+        .flat_map(|c| {
+            let esc: Vec<char> = if c.is_control() && c != '\t' {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            esc
+        })
+        .collect();
+    if s.chars().nth(500).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_bytes_are_escaped_and_long_messages_cut() {
+        assert_eq!(printable("a\u{1b}[31mb\tc\n"), "a\\u{1b}[31mb\tc\\n");
+        let long = "x".repeat(600);
+        let p = printable(&long);
+        assert_eq!(p.chars().count(), 501);
+        assert!(p.ends_with('…'));
+    }
+}

@@ -188,6 +188,30 @@ fn train_eval_predict_and_refusals() {
     );
     refused(predict(&["--thresholds", "1.5"]), "between 0 and 1");
 
+    // Resuming a run that never reached its first checkpoint: said so, not a raw I/O error.
+    let fresh = tmp.path().join("fresh");
+    std::fs::create_dir_all(&fresh).unwrap();
+    std::fs::copy(run_dir.join("config.json"), fresh.join("config.json")).unwrap();
+    refused(
+        run(
+            &["train", "--device", "cpu"],
+            &[Path::new("--resume"), &fresh],
+        ),
+        "no checkpoint yet",
+    );
+
+    // A test film gone from disk: named in the count, and the evaluation exits 1.
+    let entry = std::fs::read_to_string(data.join("test_list.txt")).unwrap();
+    let gone = entry.lines().next().unwrap().trim().to_string();
+    std::fs::remove_file(data.join("images").join(&gone)).unwrap();
+    let out = eval(&tmp.path().join("eval-missing"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("1 images of the split are listed but not on disk"),
+        "{err}"
+    );
+
     // Weights that became NaN: a clear error naming the tensor, at once.
     poison(&run_dir.join("best.safetensors"), "model.prediction.weight");
     refused(

@@ -176,6 +176,17 @@ pub fn run_eval(a: EvalArgs) -> Result<ExitCode> {
     })?;
     pb.finish_and_clear();
     print!("{}", markdown(&r));
+    let mut errors = chestx_cli::output::ErrorLog::new(20);
+    for f in &r.failed_images {
+        errors.report(&format!("unreadable, left out: {f}"));
+    }
+    errors.finish(Some(&out.join("results.json")));
+    if r.missing_images > 0 {
+        eprintln!(
+            "error: {} images of the split are listed but not on disk, left out",
+            r.missing_images
+        );
+    }
     eprintln!("results in {}", out.display());
     if r.thresholds.is_some() {
         eprintln!(

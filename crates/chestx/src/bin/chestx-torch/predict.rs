@@ -44,14 +44,20 @@ pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
         .heat_options(&net)
         .stages(&net)
         .map_err(anyhow::Error::msg)?;
-    let files = chestx_data::ingest::find_sources(&a.inputs);
+    let found = chestx_data::ingest::find_sources(&a.inputs);
+    let files = found.files();
     if files.is_empty() {
         bail!("no input images");
     }
     std::fs::create_dir_all(&a.output)?;
     let names = output_names(&files);
     let pb = progress(files.len() as u64, "predicting", 20);
-    let mut failed = Vec::new();
+    let mut failed: Vec<&Path> = Vec::new();
+    let skipped = found.skipped();
+    for (f, why) in &skipped {
+        eprintln!("error: {}: {why}", f.display());
+        failed.push(f);
+    }
     for (f, name) in files.iter().zip(&names) {
         pb.inc(1);
         let one = || -> Result<()> {
@@ -80,8 +86,8 @@ pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
     pb.finish_and_clear();
     eprintln!(
         "{} of {} images predicted, {} failed -> {}",
-        files.len() - failed.len(),
-        files.len(),
+        files.len() + skipped.len() - failed.len(),
+        files.len() + skipped.len(),
         failed.len(),
         a.output.display()
     );
