@@ -349,6 +349,67 @@ pub struct IngestSummary {
     pub failures: Vec<Failure>,
 }
 
+/// The settings an ingest's outputs depend on, kept in `OUT/ingest.json`: a resumed ingest must use
+/// the same ones, or the dataset would mix image sizes (its PNGs are kept, not rewritten) or, with
+/// another secret, name new pseudonymous patients and orphan the PNGs already written. The secret is
+/// stored only as a keyed fingerprint.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Settings {
+    size: u32,
+    split: [u32; 3],
+    seed: u64,
+    secret_fingerprint: String,
+}
+
+fn check_settings(out: &Path, cfg: &IngestConfig) -> Result<(), String> {
+    let fp = pseudonym(&cfg.secret, "chestx ingest settings fingerprint", 0);
+    let now = Settings {
+        size: cfg.size,
+        split: cfg.split,
+        seed: cfg.seed,
+        secret_fingerprint: format!("{fp:010}"),
+    };
+    let path = out.join("ingest.json");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let was: Settings = serde_json::from_str(&text)
+            .map_err(|e| format!("{}: not an ingest settings file ({e})", path.display()))?;
+        if was != now {
+            let what = [
+                (
+                    was.size != now.size,
+                    format!("--size {} (now {})", was.size, now.size),
+                ),
+                (
+                    was.split != now.split,
+                    format!("--split {:?} (now {:?})", was.split, now.split),
+                ),
+                (
+                    was.seed != now.seed,
+                    format!("--seed {} (now {})", was.seed, now.seed),
+                ),
+                (
+                    was.secret_fingerprint != now.secret_fingerprint,
+                    "another secret".to_string(),
+                ),
+            ];
+            let diff: Vec<String> = what
+                .into_iter()
+                .filter(|(d, _)| *d)
+                .map(|(_, w)| w)
+                .collect();
+            return Err(format!(
+                "{} was ingested with {}: resume with the same settings, or write to another --output",
+                out.display(),
+                diff.join(", ")
+            ));
+        }
+        return Ok(());
+    }
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let json = serde_json::to_vec_pretty(&now).expect("settings serialize");
+    write_atomic(&path, &json)
+}
+
 /// The whole ingest: headers, plan, pixels, index. Failed sources are listed and left out of the
 /// index (never silently: see `failures`); `progress` is called once per source per pass.
 pub fn ingest(
@@ -367,6 +428,7 @@ pub fn ingest(
         .skipped()
         .into_iter()
         .map(|(path, message)| Failure { path, message });
+    check_settings(out, cfg)?;
     let images = out.join("images");
     std::fs::create_dir_all(&images).map_err(|e| format!("{}: {e}", images.display()))?;
     let read: Vec<Result<Source, Failure>> = files

@@ -238,16 +238,20 @@ fn ingest_reads_each_film_once_through_link_loops() {
     }
     std::os::unix::fs::symlink(&src, src.join("again")).unwrap();
     let out = t.join("ds");
-    let o = finish(
-        chestx()
-            .arg("ingest")
-            .arg(&src)
-            .arg("-o")
-            .arg(&out)
-            .args(["--size", "64"])
-            .env("CHESTX_SECRET", "a test secret of some length"),
-        Duration::from_secs(60),
-    );
+    let ingest = |size: &str, secret: &str| {
+        finish(
+            chestx()
+                .arg("ingest")
+                .arg(&src)
+                .arg("-o")
+                .arg(&out)
+                .args(["--size", size])
+                .env("CHESTX_SECRET", secret),
+            Duration::from_secs(60),
+        )
+    };
+    let secret = "a test secret of some length";
+    let o = ingest("64", secret);
     let err = stderr(&o);
     assert!(
         err.contains("already walked"),
@@ -257,4 +261,13 @@ fn ingest_reads_each_film_once_through_link_loops() {
     assert_eq!(entries.lines().count() - 1, 4, "{entries}");
     let pngs = std::fs::read_dir(out.join("images")).unwrap().count();
     assert_eq!(pngs, 4);
+    // Resumed with other settings: refused, naming them, before anything is written.
+    let o = ingest("32", secret);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--size 64 (now 32)"), "{}", stderr(&o));
+    let o = ingest("64", "another secret of some length");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("another secret"), "{}", stderr(&o));
+    let pngs = std::fs::read_dir(out.join("images")).unwrap().count();
+    assert_eq!(pngs, 4, "nothing written by the refused runs");
 }
