@@ -1,25 +1,12 @@
-//! `chestx demo`: the whole pipeline in minutes on a CPU — phantom dataset, report labelling,
-//! training with the paper's head, evaluation, and one Markdown report.
+//! `chestx demo`: the phantom study ([`chestx_study`]) in minutes on a CPU, with progress bars.
 
 use crate::train::Bars;
-use anyhow::{bail, Context, Result};
-use chestx_core::Finding;
-use chestx_data::Split;
-use chestx_infer::evaluate::{
-    evaluate, localization_markdown, markdown, ClassResult, EvalOptions, EvalResults,
-};
-use chestx_infer::heat::Localizer;
-use chestx_infer::Run;
-use chestx_model::{parse_device, Arch, Loss, ModelConfig, Pooling};
-use chestx_report::Labeler;
-use chestx_synth::SynthSummary;
-use chestx_synth::{write_dataset, Backgrounds, SynthConfig};
-use chestx_train::{train, Controls, Outcome, Start, TrainConfig};
+use anyhow::Result;
+use chestx_model::parse_device;
+use chestx_study::StudyOptions;
 use clap::Args;
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -42,220 +29,22 @@ pub struct DemoArgs {
     device: String,
 }
 
-/// Reports written for the demo: what a radiologist might dictate for phantom findings.
-const REPORTS: [(&str, &str); 6] = [
-    ("demo-1", "FINDINGS: 8 mm nodule in the right upper lobe. No pleural effusion. No pneumothorax.\nIMPRESSION: Right upper lobe pulmonary nodule."),
-    ("demo-2", "FINDINGS: Lobulated 4 cm mass in the left midlung. Small left pleural effusion with a meniscus.\nIMPRESSION: Left lung mass and small effusion."),
-    ("demo-3", "FINDINGS: Heart size normal. Lungs are clear. No focal consolidation, effusion or pneumothorax.\nIMPRESSION: No acute cardiopulmonary abnormality."),
-    ("demo-4", "FINDINGS: Blunting of the right costophrenic angle. Cannot exclude a small effusion.\nIMPRESSION: Possible small right effusion."),
-    ("demo-5", "FINDINGS: No suspicious pulmonary nodules or masses. Calcified granuloma in the left upper lobe.\nIMPRESSION: No active disease."),
-    ("demo-6", "FINDINGS: Right basilar opacity, atelectasis versus pneumonia. No effusion.\nIMPRESSION: Right basilar opacity, likely atelectasis."),
-];
-
 pub fn run_demo(a: DemoArgs) -> Result<ExitCode> {
-    let t0 = Instant::now();
-    let device = parse_device(&a.device).map_err(anyhow::Error::msg)?;
-    let out = &a.output;
-    let run_dir = out.join("run");
-    if run_dir.join("latest.safetensors").exists() {
-        bail!(
-            "{} already holds a demo run; choose another --output",
-            out.display()
-        );
-    }
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let (bg, s, size) = phantoms(&a)?;
-    eprintln!("[2/4] labelling {} example reports", REPORTS.len());
-    let label_md = labelled_examples();
-    let cfg = demo_config(&a, out.join("data"), size);
-    eprintln!(
-        "[3/4] training ResNet-18 (width 16, stride 8) + transition + LSE + W-CEL for {} epochs",
-        cfg.epochs
-    );
-    let outcome = train(
-        &run_dir,
-        Start::New(Box::new(cfg)),
-        device,
-        &Bars::new(),
-        &Controls::default(),
-    )?;
-    if !matches!(outcome, Outcome::Finished(_)) {
-        bail!(
-            "training stopped early; resume with chestx train --resume {}",
-            run_dir.display()
-        );
-    }
-    eprintln!("[4/4] evaluating on the test split (backgrounds never seen in training)");
-    let (r, paper) = evaluate_both(&Run::open(&run_dir, device)?)?;
-    let secs = t0.elapsed().as_secs_f64();
-    let intro = format!(
-        "{} phantom images ({} clean; Nodule {}, Mass {}, Effusion {}) on {bg} backgrounds, {size} px; {} train/val and {} test images split by background. Whole pipeline: {:.1} minutes.",
-        s.images,
-        s.clean,
-        s.per_class[0],
-        s.per_class[1],
-        s.per_class[2],
-        s.train_images,
-        s.test_images,
-        secs / 60.0
-    );
-    let md = demo_report(&intro, &r, &paper, &label_md);
-    let report = out.join("report.md");
-    chestx_core::io::write_atomic(&report, md.as_bytes())
-        .map_err(|e| anyhow::anyhow!("cannot write {e}"))?;
-    println!("{md}");
+    let opts = StudyOptions {
+        backgrounds: a.backgrounds,
+        output: a.output,
+        n: a.n,
+        epochs: a.epochs,
+        quick: a.quick,
+        seed: a.seed,
+        device: parse_device(&a.device).map_err(anyhow::Error::msg)?,
+    };
+    let study = chestx_study::run(&opts, &Bars::new(), &|step| eprintln!("{step}"))?;
+    println!("{}", study.report);
     eprintln!(
         "demo finished in {:.1} min; report: {}",
-        secs / 60.0,
-        report.display()
+        study.minutes,
+        study.report_path.display()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Step 1: the phantom dataset in `OUT/data`; returns (backgrounds, summary, image side).
-fn phantoms(a: &DemoArgs) -> Result<(usize, SynthSummary, u32)> {
-    let bg = match &a.backgrounds {
-        Some(d) => {
-            Backgrounds::from_dir(d).with_context(|| format!("cannot list {}", d.display()))?
-        }
-        None => Backgrounds::Procedural(if a.quick { 60 } else { 300 }),
-    };
-    if bg.is_empty() {
-        bail!("no PNG/JPEG backgrounds found");
-    }
-    let (n, size) = if a.quick { (3000, 192) } else { (a.n, 256) };
-    let scfg = SynthConfig {
-        n,
-        size,
-        seed: a.seed,
-        ..Default::default()
-    };
-    eprintln!(
-        "[1/4] writing {n} phantom images ({size} px) on {} backgrounds",
-        bg.len()
-    );
-    let s = write_dataset(&bg, &a.output.join("data"), &scfg, &|| {})?;
-    Ok((bg.len(), s, size))
-}
-
-/// Step 2: the example reports and their labels, as a Markdown table.
-fn labelled_examples() -> String {
-    let labeler = Labeler::with_defaults();
-    let mut label_md = String::from(
-        "| report | text | labels (1 positive, 0 negated, -1 uncertain) |\n|---|---|---|\n",
-    );
-    for (id, text) in REPORTS {
-        let l = labeler.label_text(text);
-        let cells: Vec<String> = Finding::ALL
-            .iter()
-            .filter_map(|f| {
-                l.labels
-                    .get(*f)
-                    .map(|st| format!("{} {}", f.name(), st.code()))
-            })
-            .collect();
-        let _ = writeln!(
-            label_md,
-            "| {id} | {} | {} |",
-            text.replace('\n', " "),
-            cells.join(", ")
-        );
-    }
-    label_md
-}
-
-/// Step 3's run: the paper's head on a small ResNet-18, sized for a CPU.
-fn demo_config(a: &DemoArgs, data: PathBuf, size: u32) -> TrainConfig {
-    let classes = ["Effusion", "Mass", "Nodule"].map(String::from).to_vec();
-    let mut model = ModelConfig::new(Arch::Resnet18, classes);
-    model.width = Some(16);
-    // Output stride 8 (layer3 and layer4 keep layer2's 8-px cells): twice the training time of
-    // stride 16, but a nodule is then a few cells wide instead of one, and the maps that localize
-    // it (layer2, see `heat::region_recipe`) carry deep features trained at that resolution.
-    model.output_stride = 8;
-    model.transition_dim = 128;
-    // A 1×1 transition and a sharp LSE keep class activation maps as tight as the backbone allows.
-    model.transition_kernel = 1;
-    model.input_size = size as i64;
-    model.pooling = Pooling::Lse { r: 10.0 };
-    TrainConfig {
-        model,
-        loss: Loss::Wcel,
-        dataset: data,
-        batch_size: 16,
-        epochs: if a.quick { 12 } else { a.epochs },
-        lr: 1e-3,
-        weight_decay: 1e-4,
-        seed: a.seed,
-        augment: false,
-        val_fraction: 0.1,
-        init: None,
-        checkpoint_every: 500,
-        cosine: true,
-        labels: Default::default(),
-    }
-}
-
-/// Step 4: chestx's boxes, and the paper's method on the same run beside them.
-fn evaluate_both(run: &Run) -> Result<(EvalResults, EvalResults)> {
-    let eval = |dir: &str, localizer: Localizer, overlays: usize| {
-        evaluate(
-            run,
-            &run.dir.join(dir),
-            &EvalOptions {
-                split: Split::Test,
-                overlays,
-                bootstrap: 500,
-                localizer,
-                ..Default::default()
-            },
-            &|_, _| {},
-        )
-    };
-    let r = eval("eval-test", Localizer::regions(), 8)?;
-    let paper = eval("eval-test-paper", Localizer::paper(), 0)?;
-    Ok((r, paper))
-}
-
-/// The demo's report, led by localization (IoU first), then the paper's method on the same run,
-/// the model's classification, and the report labelling; paths relative to the demo folder.
-fn demo_report(intro: &str, r: &EvalResults, paper: &EvalResults, label_md: &str) -> String {
-    let rel = |md: String| {
-        md.replace("](roc.png)", "](run/eval-test/roc.png)")
-            .replace("](overlays/", "](run/eval-test/overlays/")
-    };
-    let mut md = format!("# chestx demo\n\n{intro}\n");
-    md.push_str(&localization_markdown(r));
-    md.push_str(
-        "\n### Beside it: the paper's method on the same run\n\n| finding | ours T(IoU)=0.5 acc / AFP | paper's | ours false boxes per negative film | paper's |\n|---|---:|---:|---:|---:|\n",
-    );
-    for (o, p) in r.classes.iter().zip(&paper.classes) {
-        let at = |c: &ClassResult| {
-            c.iou
-                .iter()
-                .find(|l| l.threshold == 0.5)
-                .map_or("-".into(), |l| format!("{:.3} / {:.2}", l.accuracy, l.afp))
-        };
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} | {:.2} | {:.2} |",
-            o.finding,
-            at(o),
-            at(p),
-            o.quality.false_boxes_per_negative_film,
-            p.quality.false_boxes_per_negative_film
-        );
-    }
-    let model = rel(markdown(r));
-    // The model section: everything of the evaluation report but its localization (shown above).
-    let (head, tail) = model
-        .split_once("\n## Localization")
-        .unwrap_or((&model, ""));
-    let overlays = tail
-        .find("\n## Overlays")
-        .map_or(String::new(), |i| tail[i..].to_string());
-    md.push_str(&head.replacen("# chestx evaluation", "\n## Model", 1));
-    md.push_str(&overlays);
-    md.push_str(&format!("\n## Report labelling\n\n{label_md}"));
-    md
 }
