@@ -218,3 +218,56 @@ fn a_truncated_archive_is_an_error_and_what_came_before_is_kept() {
     assert!(errors[0].message.contains("not read"), "{}", errors[0]);
     assert!(r.len() > 1 && r.len() < 200, "{} records", r.len());
 }
+
+/// Property: arbitrary bytes as a CSV, an XML report, a text report or an archive — whatever comes
+/// back (reports or errors naming the file), reading and labelling never panic.
+#[test]
+fn arbitrary_bytes_never_panic_the_readers_or_the_labeler() {
+    let dir = tempfile::tempdir().unwrap();
+    let labeler = chestx_report::Labeler::with_defaults();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let words: &[&[u8]] = &[
+        b"no ",
+        b"pneumothorax",
+        b"effusion",
+        b",",
+        b"\n",
+        b"\"",
+        b"FINDINGS:",
+        b"<AbstractText Label=\"FINDINGS\">",
+        b"cannot exclude ",
+        b"\xff\xfe",
+        b"\0",
+        b"mass",
+        b"IMPRESSION:",
+        b".",
+        b"ustar",
+    ];
+    for case in 0..300 {
+        let mut bytes = Vec::new();
+        for _ in 0..(next() % 200) {
+            if next() % 3 == 0 {
+                bytes.push(next() as u8);
+            } else {
+                bytes.extend_from_slice(words[(next() % words.len() as u64) as usize]);
+            }
+        }
+        let ext = ["csv", "xml", "txt", "tgz", "tar"][case % 5];
+        let p = write(dir.path(), &format!("case{case}.{ext}"), &bytes);
+        for r in read_inputs(std::slice::from_ref(&p), &ReadOptions::default()) {
+            match r {
+                Ok(rep) => {
+                    labeler.label(&rep);
+                }
+                Err(e) => assert!(e.origin.contains(&format!("case{case}")), "{e}"),
+            }
+        }
+        labeler.label_text(&String::from_utf8_lossy(&bytes));
+    }
+}

@@ -110,8 +110,12 @@ pub fn train(
     ctl: &Controls,
 ) -> Result<Outcome, TrainError> {
     let resume = matches!(start, Start::Resume);
-    let run = open_or_create(dir, start, device)?;
+    let run = open_or_plan(dir, start, device)?;
+    // The data is checked before a new run's folder is written: a refused run leaves nothing.
     let data = TrainData::load(&run, obs)?;
+    if !resume {
+        write_config(&run)?;
+    }
     let mut session = Session::begin(&run, resume, obs)?;
     let mut steps_this_call = 0u64;
     while session.state.epoch < run.config.epochs {
@@ -124,28 +128,32 @@ pub fn train(
     Ok(Outcome::Finished(session.state))
 }
 
-/// The run folder: the existing one (resume) or a new one with its `config.json` written.
-fn open_or_create(dir: &Path, start: Start, device: Device) -> Result<Run, TrainError> {
+/// The existing run (resume), or a new one checked but not yet written.
+fn open_or_plan(dir: &Path, start: Start, device: Device) -> Result<Run, TrainError> {
     let config = match start {
         Start::Resume => return Ok(Run::open(dir, device)?),
         Start::New(c) => *c,
     };
     config::validate(&config)?;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| TrainError::Io(dir.display().to_string(), e.to_string()))?;
     if dir.join("latest.safetensors").exists() {
         return Err(TrainError::Config(format!(
             "{} already holds a run: use --resume, or another --out",
             dir.display()
         )));
     }
-    let json = serde_json::to_vec_pretty(&config).expect("config serializes");
-    write_atomic(&Run::config_path(dir), &json)?;
     Ok(Run {
         dir: dir.to_path_buf(),
         config,
         device,
     })
+}
+
+/// A new run's folder and its `config.json`.
+fn write_config(run: &Run) -> Result<(), TrainError> {
+    std::fs::create_dir_all(&run.dir)
+        .map_err(|e| TrainError::Io(run.dir.display().to_string(), e.to_string()))?;
+    let json = serde_json::to_vec_pretty(&run.config).expect("config serializes");
+    write_atomic(&Run::config_path(&run.dir), &json)
 }
 
 /// The films a run trains and validates on.
@@ -181,6 +189,19 @@ impl TrainData {
             )
         };
         let (train, val) = (split(Split::Train)?, split(Split::Val)?);
+        let lacking: Vec<&str> = columns
+            .iter()
+            .zip(&cfg.model.classes)
+            .filter(|(&c, _)| !train.iter().any(|s| s.labels[c] > 0.5))
+            .map(|(_, name)| name.as_str())
+            .collect();
+        if !lacking.is_empty() {
+            return Err(TrainError::Config(format!(
+                "no training image of {} is positive for {}: nothing to learn it from (leave it out of --classes)",
+                cfg.dataset.display(),
+                lacking.join(", ")
+            )));
+        }
         obs.message(&format!(
             "{} training and {} validation images; classes: {}",
             train.len(),

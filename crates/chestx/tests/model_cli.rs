@@ -104,6 +104,12 @@ fn train_eval_predict_and_refusals() {
         refused(train(&[arg, value], &bad), says);
         assert!(!bad.exists(), "{arg} {value}: nothing written");
     }
+    // A class no training film is positive for: nothing to learn it from.
+    refused(
+        train(&["--classes", "Effusion,Hernia"], &bad),
+        "positive for Hernia",
+    );
+    assert!(!bad.exists(), "a refused run writes nothing");
     for (size, says) in [("0", "image side 0"), ("100000", "image side 100000")] {
         let out = tmp.path().join(format!("synth-{size}"));
         refused(
