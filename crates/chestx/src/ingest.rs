@@ -39,6 +39,9 @@ pub struct IngestArgs {
     /// source paths never travel with the dataset).
     #[arg(long)]
     failures: Option<PathBuf>,
+    /// Exit 0 even when inputs were skipped (each is still named, with its reason).
+    #[arg(long)]
+    allow_skips: bool,
 }
 
 fn secret(a: &IngestArgs) -> Result<Vec<u8>> {
@@ -139,11 +142,10 @@ pub fn run_ingest(a: IngestArgs) -> Result<ExitCode> {
         summary.patients,
         a.output.display()
     );
-    Ok(if summary.failures.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(crate::output::batch_status(
+        summary.failures.len(),
+        a.allow_skips,
+    ))
 }
 
 #[derive(Args)]

@@ -29,6 +29,9 @@ pub struct LabelArgs {
     /// the terminal shows the first 50.
     #[arg(long)]
     errors: Option<PathBuf>,
+    /// Exit 0 even when inputs were skipped (each is still named, with its reason).
+    #[arg(long)]
+    allow_skips: bool,
     /// Write 0/1 only (uncertain mapped by --uncertain).
     #[arg(long)]
     binary: bool,
@@ -247,11 +250,7 @@ pub fn run_label(a: LabelArgs) -> Result<ExitCode> {
         "labelled {labelled} reports, {failed} failed -> {}",
         a.output.display()
     );
-    Ok(if failed > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(crate::output::batch_status(failed, a.allow_skips))
 }
 
 #[derive(Args)]

@@ -106,6 +106,17 @@ pub fn printable(s: &str) -> String {
     out
 }
 
+/// The exit status of a batch job: 1 when anything was skipped (each named on stderr), unless the
+/// user accepted skips with `--allow-skips`.
+pub fn batch_status(skipped: usize, allow_skips: bool) -> std::process::ExitCode {
+    if skipped > 0 && !allow_skips {
+        eprintln!("{skipped} skipped: exit status 1 (--allow-skips accepts skips)");
+        std::process::ExitCode::from(1)
+    } else {
+        std::process::ExitCode::SUCCESS
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

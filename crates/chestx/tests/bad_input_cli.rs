@@ -94,6 +94,10 @@ fn label_survives_binary_fifos_links_and_truncated_archives() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("pipe.csv") && err.contains("FIFO"), "{err}");
     assert_eq!(rows(&out), 3, "each report once");
+    // Skips accepted: the same account, exit 0.
+    let o = label(&[&dir], &out, &["--allow-skips"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("FIFO"), "still named: {}", stderr(&o));
 
     // A truncated .tgz: the break is an error, not the quiet end of the archive.
     let tgz = truncated_tgz(t);

@@ -217,6 +217,30 @@ fn train_eval_predict_and_refusals() {
         err.contains("1 images of the split are listed but not on disk"),
         "{err}"
     );
+    let accepted = run(
+        &[
+            "eval",
+            "--device",
+            "cpu",
+            "--bootstrap",
+            "20",
+            "--overlays",
+            "0",
+            "--allow-skips",
+        ],
+        &[
+            Path::new("--run"),
+            &run_dir,
+            Path::new("-o"),
+            &tmp.path().join("eval-accepted"),
+        ],
+    );
+    assert_eq!(
+        accepted.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
 
     // Weights that became NaN: a clear error naming the tensor, at once.
     poison(&run_dir.join("best.safetensors"), "model.prediction.weight");

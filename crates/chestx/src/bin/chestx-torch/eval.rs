@@ -140,6 +140,9 @@ pub struct EvalArgs {
     device: String,
     #[arg(long, default_value_t = 16)]
     batch: usize,
+    /// Exit 0 even when inputs were skipped (each is still named, with its reason).
+    #[arg(long)]
+    allow_skips: bool,
     #[command(flatten)]
     boxes: BoxArgs,
 }
@@ -194,9 +197,6 @@ pub fn run_eval(a: EvalArgs) -> Result<ExitCode> {
             out.join("thresholds.json").display()
         );
     }
-    Ok(if r.failed_images.is_empty() && r.missing_images == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    let skipped = r.failed_images.len() + r.missing_images;
+    Ok(chestx_cli::output::batch_status(skipped, a.allow_skips))
 }

@@ -29,6 +29,9 @@ pub struct PredictArgs {
     checkpoint: Option<PathBuf>,
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Exit 0 even when inputs were skipped (each is still named, with its reason).
+    #[arg(long)]
+    allow_skips: bool,
     #[command(flatten)]
     boxes: crate::eval::BoxArgs,
 }
@@ -94,11 +97,10 @@ pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
     for f in &failed {
         eprintln!("  failed: {}", f.display());
     }
-    Ok(if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(chestx_cli::output::batch_status(
+        failed.len(),
+        a.allow_skips,
+    ))
 }
 
 /// `--thresholds`: a number for every class, or a file written by `chestx eval`.
