@@ -275,3 +275,21 @@ fn ingest_reads_each_film_once_through_link_loops() {
     let pngs = std::fs::read_dir(out.join("images")).unwrap().count();
     assert_eq!(pngs, 4, "nothing written by the refused runs");
 }
+
+#[test]
+fn label_eval_names_a_gold_file_without_finding_columns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gold = tmp.path().join("gold.csv");
+    std::fs::write(&gold, "a,b\n1,2\n").unwrap();
+    let o = finish(
+        chestx()
+            .arg("label-eval")
+            .arg("--gold")
+            .arg(&gold)
+            .arg("--pred")
+            .arg(&gold),
+        Duration::from_secs(30),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("gold.csv") && stderr(&o).contains("no finding columns"));
+}

@@ -121,6 +121,17 @@ fn train_eval_predict_and_refusals() {
         );
     }
 
+    // import-weights on a file that is no checkpoint: named, with the reason.
+    let garbage = tmp.path().join("garbage.pth");
+    std::fs::write(&garbage, b"\x00\x01 not a checkpoint at all").unwrap();
+    refused(
+        run(
+            &["import-weights", "--arch", "resnet18"],
+            &[&garbage, Path::new("-o"), &tmp.path().join("w.safetensors")],
+        ),
+        "garbage.pth: invalid PyTorch file",
+    );
+
     ok(train(&[], &run_dir));
     let before = snapshot(&run_dir);
     let eval_dir = tmp.path().join("eval");
