@@ -56,7 +56,10 @@ fn read_table(
     if cols.is_empty() {
         return Err(LabelsError::Format {
             path: p,
-            msg: format!("no finding columns in header {headers:?}"),
+            msg: format!(
+                "no finding columns in header {:?}",
+                headers.iter().collect::<Vec<_>>()
+            ),
         });
     }
     let mut table = LabelTable {
