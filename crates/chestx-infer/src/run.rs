@@ -192,7 +192,20 @@ pub fn split_of(
     seed: u64,
     options: &SampleOptions,
 ) -> Result<Vec<Sample>, InferError> {
-    let (s, missing) = ds.samples(split, val_fraction, seed, options);
+    nonempty(
+        ds.samples(split, val_fraction, seed, options),
+        dataset,
+        split,
+    )
+}
+
+/// A split's `(samples, listed but missing)` as [`Dataset::samples`] gives them, or a clear error
+/// when no sample is on disk.
+pub fn nonempty(
+    (s, missing): (Vec<Sample>, usize),
+    dataset: &Path,
+    split: Split,
+) -> Result<Vec<Sample>, InferError> {
     if s.is_empty() {
         return Err(InferError::Dataset(
             dataset.display().to_string(),

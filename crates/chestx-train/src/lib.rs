@@ -11,7 +11,7 @@ pub use chestx_infer::{Run, RunState, TrainConfig};
 
 use chestx_core::Finding;
 use chestx_data::{epoch_order, Loader, LoaderConfig, Sample, Split};
-use chestx_infer::run::split_of;
+use chestx_infer::run::nonempty;
 use chestx_infer::score::{batch_tensors, columns_of, per_class_auc, score_samples};
 use chestx_infer::InferError;
 pub use chestx_model::ChestNet;
@@ -171,22 +171,17 @@ impl TrainData {
         if let Some(about) = ds.describe() {
             obs.message(&about);
         }
+        // One listing per split: the missing count is reported, then the samples are checked.
         let split = |s| {
-            let (_, missing) = ds.samples(s, cfg.val_fraction, cfg.seed, &cfg.labels);
-            if missing > 0 {
+            let listed = ds.samples(s, cfg.val_fraction, cfg.seed, &cfg.labels);
+            if listed.1 > 0 {
                 obs.message(&format!(
-                    "warning: {missing} {s:?} images listed by {} are not on disk and are left out",
+                    "warning: {} {s:?} images listed by {} are not on disk and are left out",
+                    listed.1,
                     cfg.dataset.display()
                 ));
             }
-            split_of(
-                &ds,
-                &cfg.dataset,
-                s,
-                cfg.val_fraction,
-                cfg.seed,
-                &cfg.labels,
-            )
+            nonempty(listed, &cfg.dataset, s)
         };
         let (train, val) = (split(Split::Train)?, split(Split::Val)?);
         let lacking: Vec<&str> = columns
