@@ -166,14 +166,9 @@ pub fn data_dir() -> PathBuf {
 
 fn main() -> ExitCode {
     let a = BenchArgs::parse();
-    if let Some(n) = a.threads {
-        if let Err(e) = rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-        {
-            eprintln!("error: cannot set up {n} threads: {e}");
-            return ExitCode::from(2);
-        }
+    if let Err(e) = chestx_cli::output::set_threads(a.threads) {
+        eprintln!("{e}");
+        return ExitCode::from(2);
     }
     match run(a.what) {
         Ok(code) => code,

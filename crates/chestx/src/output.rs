@@ -117,6 +117,17 @@ pub fn batch_status(skipped: usize, allow_skips: bool) -> std::process::ExitCode
     }
 }
 
+/// The global worker pool for `--threads` (all cores when not given); an error message on failure.
+pub fn set_threads(threads: Option<usize>) -> Result<(), String> {
+    match threads {
+        None => Ok(()),
+        Some(n) => rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| format!("error: cannot set up {n} threads: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,14 +43,9 @@ enum Command {
 fn main() -> ExitCode {
     keep_freed_memory();
     let cli = Cli::parse();
-    if let Some(n) = cli.threads {
-        if let Err(e) = rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-        {
-            eprintln!("error: cannot set up {n} threads: {e}");
-            return ExitCode::from(2);
-        }
+    if let Err(e) = chestx_cli::output::set_threads(cli.threads) {
+        eprintln!("{e}");
+        return ExitCode::from(2);
     }
     let result = match cli.command {
         Command::Train(a) => train::run_train(a),
