@@ -19,5 +19,5 @@ then
   exit 0
 fi
 "$VENV/bin/pip" install --quiet --upgrade pip
-"$VENV/bin/pip" install --quiet "torch==$TORCH" "torchvision==$TORCHVISION" numpy pillow safetensors
+"$VENV/bin/pip" install --quiet --no-cache-dir "torch==$TORCH" "torchvision==$TORCHVISION" numpy pillow safetensors
 "$VENV/bin/python" -c "import torch; print('torch', torch.__version__, 'at', torch.__path__[0])"

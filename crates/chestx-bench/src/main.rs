@@ -1,9 +1,10 @@
 //! `chestx-bench`: throughput benchmarks that print their numbers on this machine, each next to a
 //! Python reference (PyTorch, PIL) run side by side. Kept out of the product: `chestx` ships no
-//! benchmark code. Run as `cargo run --release -p chestx-bench -- <model|train|decode|label>`.
+//! benchmark code. Run as `cargo run --release -p chestx-bench -- <model|train|decode|label|serve>`.
 
 mod decode;
 mod model;
+mod serve;
 
 use anyhow::{bail, Context, Result};
 use chestx_cli::label::write_row;
@@ -35,6 +36,8 @@ enum BenchWhat {
     Train(crate::model::TrainBenchArgs),
     /// Decode + resize + normalize the NIH originals next to PIL + torchvision, same threads.
     Decode(crate::decode::DecodeBenchArgs),
+    /// `chestx serve` under load: one client at a time, then several at once (batching, backpressure, memory).
+    Serve(crate::serve::ServeBenchArgs),
     /// Label the OpenI development reports, repeated, and print reports/s (one thread and all threads).
     Label {
         /// Reports to label (default: $CHESTX_DATA/openi/reports.csv, else ../shared/data/openi/reports.csv).
@@ -188,6 +191,7 @@ fn run(what: BenchWhat) -> Result<ExitCode> {
         BenchWhat::Model(m) => crate::model::run(m),
         BenchWhat::Decode(d) => crate::decode::run(d),
         BenchWhat::Train(t) => crate::model::run_train_bench(t),
+        BenchWhat::Serve(s) => crate::serve::run(s).map(|()| ExitCode::SUCCESS),
     }
 }
 

@@ -232,6 +232,18 @@ fn setup<'a>(
     })
 }
 
+/// The operating thresholds `chestx eval` would write for `net`: Youden's J per class on the run's
+/// validation split, or `None` when its dataset has no validation films.
+pub fn validation_thresholds(
+    run: &Run,
+    net: &chestx_model::ChestNet,
+    batch_size: usize,
+) -> Result<Option<Thresholds>, InferError> {
+    let ds = run.dataset()?;
+    let columns = columns_of(&run.config.model.classes)?;
+    Ok(operating_thresholds(run, &ds, net, &columns, batch_size))
+}
+
 /// Youden's J per class on the validation split — never the split being reported — or `None`
 /// when the dataset has no validation films.
 fn operating_thresholds(

@@ -57,6 +57,9 @@ enum Command {
     /// The whole pipeline on phantoms in minutes: synth, label, train, eval, report.
     #[command(disable_help_flag = true)]
     Demo(ModelArgs),
+    /// Serve a trained run: JSON API (predict, label, model, health, metrics) and a web viewer.
+    #[command(disable_help_flag = true)]
+    Serve(ModelArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,7 +79,8 @@ fn main() -> ExitCode {
         | Command::ImportWeights(_)
         | Command::Eval(_)
         | Command::Predict(_)
-        | Command::Demo(_) => hand_to_torch_binary(),
+        | Command::Demo(_)
+        | Command::Serve(_) => hand_to_torch_binary(),
     };
     match result {
         Ok(code) => code,

@@ -1,11 +1,12 @@
 //! `chestx-torch`: the commands of `chestx` that run a network (train, import-weights, eval,
-//! predict, demo). `chestx` hands these commands here with their arguments untouched; this binary,
+//! predict, demo, serve). `chestx` hands these commands here with their arguments untouched; this binary,
 //! unlike `chestx`, links libtorch.
 
 mod demo;
 mod eval;
 mod import;
 mod predict;
+mod serve;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,8 @@ enum Command {
     Predict(predict::PredictArgs),
     /// The whole pipeline on phantoms in minutes: synth, label, train, eval, report.
     Demo(demo::DemoArgs),
+    /// Serve a trained run: JSON API (predict, label, model, health, metrics) and a web viewer.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => eval::run_eval(a),
         Command::Predict(a) => predict::run_predict(a),
         Command::Demo(a) => demo::run_demo(a),
+        Command::Serve(a) => serve::run_serve(a),
     };
     match result {
         Ok(code) => code,
