@@ -78,10 +78,58 @@ pub struct EvalResults {
     pub method: String,
     pub classes: Vec<ClassResult>,
     pub mean_auc: Option<f64>,
-    pub overlays: Vec<String>,
+    /// The overlays written, each with what it shows (the gallery of `chestx serve --eval`).
+    pub overlays: Vec<OverlayCase>,
     /// The operating thresholds chosen on the validation split (also written as
     /// `thresholds.json` beside the report), when the dataset has validation films.
     pub thresholds: Option<Thresholds>,
+}
+
+/// One overlay: a film's map for one finding with its true (green) and detected (red) boxes.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct OverlayCase {
+    /// The PNG, relative to the evaluation folder (`overlays/NAME.png`).
+    pub file: String,
+    pub image: String,
+    pub finding: String,
+    pub probability: f32,
+    /// Whether the finding is called (boxes of a gated method are drawn only then).
+    pub called: bool,
+    pub truth: Vec<BBox>,
+    pub detected: Vec<BBox>,
+    /// The best IoU of a detected box with a true box, when the film has both.
+    pub best_iou: Option<f64>,
+    pub outcome: OverlayOutcome,
+}
+
+/// What an overlay shows, by the T(IoU) = 0.5 criterion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverlayOutcome {
+    /// A detected box overlaps a true box with IoU ≥ 0.5.
+    Hit,
+    /// True boxes, none matched at IoU ≥ 0.5.
+    Miss,
+    /// Boxes drawn on a film without a true box of the finding.
+    FalseBox,
+    /// No true box and no box drawn.
+    Clear,
+}
+
+impl OverlayOutcome {
+    pub fn of(truth: &[BBox], detected: &[BBox]) -> (OverlayOutcome, Option<f64>) {
+        let best = detected
+            .iter()
+            .flat_map(|d| truth.iter().map(move |t| d.iou(t)))
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+        let outcome = match (truth.is_empty(), detected.is_empty()) {
+            (false, _) if best.is_some_and(|b| b >= 0.5) => OverlayOutcome::Hit,
+            (false, _) => OverlayOutcome::Miss,
+            (true, false) => OverlayOutcome::FalseBox,
+            (true, true) => OverlayOutcome::Clear,
+        };
+        (outcome, best)
+    }
 }
 
 /// What the loop over the split gathers.
@@ -429,9 +477,9 @@ fn write_overlays(
     s: &Setup,
     kept: &[(usize, Vec<f32>, Vec<ClassHeat>)],
     out_dir: &Path,
-) -> Result<Vec<String>, InferError> {
+) -> Result<Vec<OverlayCase>, InferError> {
     let size = s.run.config.model.input_size as u32;
-    let mut files = Vec::new();
+    let mut cases = Vec::new();
     for (si, p, hms) in kept {
         let sample = &s.samples[*si];
         let Ok(img) = Gray::open(&sample.path) else {
@@ -455,7 +503,8 @@ fn write_overlays(
                 img.width as f64,
                 img.height as f64,
             );
-            let det = if s.draws(ci, p[ci]) { det } else { Vec::new() };
+            let called = s.draws(ci, p[ci]);
+            let det = if called { det } else { Vec::new() };
             let o = chestx_eval::overlay::render_overlay(&img, Some(&hm), &tb, &det, 0.45);
             let name = format!(
                 "{}_{}.png",
@@ -465,10 +514,21 @@ fn write_overlays(
             let path = out_dir.join("overlays").join(&name);
             chestx_eval::overlay::save_overlay(&o, &path)
                 .map_err(|m| InferError::Io(name.clone(), m))?;
-            files.push(format!("overlays/{name}"));
+            let (outcome, best_iou) = OverlayOutcome::of(&tb, &det);
+            cases.push(OverlayCase {
+                file: format!("overlays/{name}"),
+                image: sample.image.clone(),
+                finding: s.classes[ci].name().to_string(),
+                probability: p[ci],
+                called,
+                truth: tb,
+                detected: det,
+                best_iou,
+                outcome,
+            });
         }
     }
-    Ok(files)
+    Ok(cases)
 }
 
 /// The report: AUC table, then localization — the IoU table first (does a box outline the lesion),
@@ -508,7 +568,7 @@ pub fn markdown(r: &EvalResults) -> String {
     if !r.overlays.is_empty() {
         s.push_str("\n## Overlays\n\nGreen: true boxes; red: boxes drawn by the method.\n\n");
         for o in &r.overlays {
-            s.push_str(&format!("![{o}]({o})\n"));
+            s.push_str(&format!("![{}]({})\n", o.file, o.file));
         }
     }
     s
@@ -576,4 +636,23 @@ fn overlay_stem(image: &str) -> String {
         _ => image,
     };
     no_ext.replace(['/', '\\'], "_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_overlay_is_a_hit_only_at_iou_half() {
+        let t = [BBox::new(10.0, 10.0, 20.0, 20.0)];
+        let near = [BBox::new(12.0, 12.0, 20.0, 20.0)]; // IoU 324/476 = 0.68
+        let speck = [BBox::new(15.0, 15.0, 3.0, 3.0)]; // inside: IoBB 1, IoU 0.02
+        assert_eq!(OverlayOutcome::of(&t, &near).0, OverlayOutcome::Hit);
+        let (o, best) = OverlayOutcome::of(&t, &speck);
+        assert_eq!(o, OverlayOutcome::Miss);
+        assert!((best.unwrap() - 9.0 / 400.0).abs() < 1e-9);
+        assert_eq!(OverlayOutcome::of(&t, &[]), (OverlayOutcome::Miss, None));
+        assert_eq!(OverlayOutcome::of(&[], &near).0, OverlayOutcome::FalseBox);
+        assert_eq!(OverlayOutcome::of(&[], &[]), (OverlayOutcome::Clear, None));
+    }
 }

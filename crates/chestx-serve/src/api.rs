@@ -2,13 +2,16 @@
 //! with the layers every request passes (metrics and access log, timeout, token).
 
 use crate::error::{ApiError, ErrorKind};
+use crate::eval_view::EvalView;
 use crate::film::{self, HeatmapChoice};
 use crate::label;
 use crate::metrics::Metrics;
 use crate::model::{ModelInfo, ModelQueue};
 use crate::viewer;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Multipart, Query, Request, State};
+use axum::extract::{
+    DefaultBodyLimit, FromRequest, MatchedPath, Multipart, Path, Query, Request, State,
+};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -65,6 +68,8 @@ pub struct AppState {
     /// Required as `Authorization: Bearer <token>` on `/v1/*` when set.
     pub token: Option<String>,
     pub on_request: Option<RequestObserver>,
+    /// An evaluation to show (`--eval`).
+    pub eval: Option<Arc<EvalView>>,
     decode_slots: Arc<Semaphore>,
     inflight: Arc<Semaphore>,
 }
@@ -88,7 +93,14 @@ impl AppState {
             limits,
             token,
             on_request,
+            eval: None,
         }
+    }
+
+    /// Also serve an evaluation's tables, ROC plot and overlay gallery.
+    pub fn with_eval(mut self, view: EvalView) -> AppState {
+        self.eval = Some(Arc::new(view));
+        self
     }
 }
 
@@ -105,6 +117,9 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/model", get(model))
         .route("/v1/predict", post(predict))
         .route("/v1/label", post(label))
+        .route("/v1/eval", get(eval_summary))
+        .route("/v1/eval/roc.png", get(eval_roc))
+        .route("/v1/eval/overlays/{id}", get(eval_overlay))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -376,4 +391,56 @@ async fn label(State(s): State<Shared>, req: Request) -> Result<Json<serde_json:
         "convention": "CheXpert: 1 positive, 0 negative, -1 uncertain, null not mentioned",
         "reports": reports,
     })))
+}
+
+fn evaluation(s: &AppState) -> Result<&EvalView, ApiError> {
+    s.eval.as_deref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_evaluation",
+            "this server shows no evaluation (start it with --eval DIR, a `chestx eval` output)",
+        )
+    })
+}
+
+fn png(bytes: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "image/png")], bytes).into_response()
+}
+
+async fn eval_summary(State(s): State<Shared>) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(evaluation(&s)?.summary.clone()))
+}
+
+async fn eval_roc(State(s): State<Shared>) -> Result<Response, ApiError> {
+    let roc = evaluation(&s)?.roc.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "the evaluation has no roc.png",
+        )
+    })?;
+    Ok(png(roc))
+}
+
+/// An overlay by its number in the gallery; nothing else reaches a file.
+async fn eval_overlay(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let view = evaluation(&s)?;
+    let bytes = id
+        .parse::<usize>()
+        .ok()
+        .and_then(|i| view.overlays.get(i))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!(
+                    "no overlay {id:?}: the gallery's ids are 0 to {}",
+                    view.overlays.len().saturating_sub(1)
+                ),
+            )
+        })?;
+    Ok(png(bytes.clone()))
 }

@@ -7,6 +7,7 @@
 //!                     ─► batcher (bounded queue ─► one model thread, batches of what queued)
 //!                     ─► film::finish (boxes, heatmap PNGs; blocking pool) ─► JSON
 //!   /v1/label:   text or JSON ─► label (Labeler, evidence with offsets) ─► JSON
+//!   /v1/eval:    an evaluation read at start-up (tables, ROC, overlays by number) ─► JSON / PNG
 //! ```
 //!
 //! Memory is bounded by construction: predictions in flight are capped (503 + Retry-After past the
@@ -17,6 +18,7 @@
 pub mod api;
 pub mod batcher;
 mod error;
+pub mod eval_view;
 pub mod film;
 pub mod label;
 pub mod metrics;

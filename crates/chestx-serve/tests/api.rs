@@ -445,3 +445,84 @@ fn a_token_guards_the_api_but_not_health() {
         200
     );
 }
+
+#[test]
+fn shows_an_evaluation_with_its_gallery_by_number_only() {
+    use chestx_infer::evaluate::{evaluate, EvalOptions};
+    let run = chestx_infer::Run::open(common::tiny_run(), tch::Device::Cpu).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let opts = EvalOptions {
+        overlays: 6,
+        bootstrap: 50,
+        ..EvalOptions::default()
+    };
+    let res = evaluate(&run, out.path(), &opts, &|_, _| {}).unwrap();
+    assert!(!res.overlays.is_empty());
+    let s = common::serve_with(
+        ThresholdSource::Fixed(0.5),
+        Limits::default(),
+        8,
+        None,
+        Some(out.path()),
+    );
+    let (status, e) = json(client().get(format!("{}/v1/eval", s.url)).send().unwrap());
+    assert_eq!(status, 200, "{e}");
+    assert_eq!(e["classes"].as_array().unwrap().len(), 3);
+    assert!(
+        !e["run"].as_str().unwrap().contains('/'),
+        "no server path: {}",
+        e["run"]
+    );
+    let cases = e["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), res.overlays.len());
+    for (i, c) in cases.iter().enumerate() {
+        assert_eq!(c["id"], i);
+        assert!(c.get("file").is_none(), "no file names: {c}");
+        let outcome = c["outcome"].as_str().unwrap();
+        assert!(
+            ["hit", "miss", "false_box", "clear"].contains(&outcome),
+            "{c}"
+        );
+        let r = client()
+            .get(format!("{}/v1/eval/overlays/{i}", s.url))
+            .send()
+            .unwrap();
+        assert_eq!(r.headers()["content-type"], "image/png");
+        let want = std::fs::read(out.path().join(&res.overlays[i].file)).unwrap();
+        assert_eq!(r.bytes().unwrap().as_ref(), &want[..], "overlay {i}");
+    }
+    let roc = client()
+        .get(format!("{}/v1/eval/roc.png", s.url))
+        .send()
+        .unwrap();
+    assert!(image::load_from_memory(&roc.bytes().unwrap()).is_ok());
+    for bad in [
+        format!("{}", cases.len()),
+        "..%2Fresults.json".into(),
+        "-1".into(),
+    ] {
+        let (status, v) = json(
+            client()
+                .get(format!("{}/v1/eval/overlays/{bad}", s.url))
+                .send()
+                .unwrap(),
+        );
+        assert_eq!(
+            (status.as_u16(), v["error"]["kind"].as_str()),
+            (404, Some("not_found")),
+            "{bad}"
+        );
+    }
+    // Without --eval: a clear 404.
+    let plain = serve(ThresholdSource::Fixed(0.5), Limits::default(), 8, None);
+    let (status, v) = json(
+        client()
+            .get(format!("{}/v1/eval", plain.url))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(
+        (status.as_u16(), v["error"]["kind"].as_str()),
+        (404, Some("no_evaluation"))
+    );
+}

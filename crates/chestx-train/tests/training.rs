@@ -3,6 +3,7 @@
 //! exactly the weights of an uninterrupted one.
 
 use chestx_data::Split;
+use chestx_infer::evaluate::OverlayOutcome;
 use chestx_infer::run::load_split;
 use chestx_infer::score::{columns_of, per_class_auc, score_samples};
 use chestx_model::{Arch, Loss, ModelConfig, Pooling};
@@ -329,8 +330,10 @@ fn trains_and_evaluates_on_the_chexpert_layout_with_uncertain_labels_left_out() 
         .any(|s| s.labels[chestx_core::Finding::Mass.index()].is_nan()));
     assert_eq!(res.overlays.len(), 2);
     for o in &res.overlays {
-        assert!(tmp.path().join("eval").join(o).is_file(), "{o}");
-        assert!(!o.trim_start_matches("overlays/").contains('/'), "{o}");
+        let f = &o.file;
+        assert!(tmp.path().join("eval").join(f).is_file(), "{f}");
+        assert!(!f.trim_start_matches("overlays/").contains('/'), "{f}");
+        assert_eq!(o.outcome, OverlayOutcome::of(&o.truth, &o.detected).0);
     }
 }
 

@@ -1,6 +1,7 @@
 //! `chestx serve` end to end in a real browser: a run trained here, served by the binary on a
 //! loopback port, and the viewer driven by headless Chromium (selenium), which uploads a real NIH
-//! PNG and a real DICOM, pastes a report, and checks the drawing by its pixels
+//! PNG and a real DICOM, pastes a report, filters the evaluation's gallery, and checks the drawing by
+//! its pixels
 //! (`crates/chestx-serve/tests/browser/viewer_test.py`). Screenshots are left in
 //! `target/tmp/viewer-screenshots/`.
 //!
@@ -53,7 +54,7 @@ impl Drop for Served {
 }
 
 /// Start `chestx serve` on an ephemeral port and read its URL from what it prints.
-fn serve(run: &Path) -> (Served, String) {
+fn serve(run: &Path, eval: &Path) -> (Served, String) {
     let mut child = chestx()
         .args([
             "--threads",
@@ -68,6 +69,8 @@ fn serve(run: &Path) -> (Served, String) {
             "--run",
         ])
         .arg(run)
+        .arg("--eval")
+        .arg(eval)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -153,7 +156,24 @@ fn the_viewer_draws_films_heatmaps_boxes_and_report_evidence() {
         .arg(&phantoms)
         .arg("--out")
         .arg(&run));
-    let (_server, url) = serve(&run);
+    let eval = tmp.path().join("eval");
+    ok(chestx()
+        .args([
+            "--threads",
+            "2",
+            "eval",
+            "--device",
+            "cpu",
+            "--overlays",
+            "8",
+            "--bootstrap",
+            "50",
+            "--run",
+        ])
+        .arg(&run)
+        .arg("-o")
+        .arg(&eval));
+    let (_server, url) = serve(&run, &eval);
 
     let script =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../chestx-serve/tests/browser/viewer_test.py");

@@ -287,3 +287,81 @@ function labels(report) {
   }
   $("labels").hidden = false;
 }
+
+// ---- evaluation (served with --eval) ----
+const evaluation = { cases: [] };
+
+fetch("/v1/eval", { headers: token() ? { Authorization: "Bearer " + token() } : {} })
+  .then((r) => (r.ok ? r.json() : null))
+  .then((e) => { if (e) showEvaluation(e); })
+  .catch(() => {});
+
+function cell(tr, text) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  tr.append(td);
+}
+
+const fmt = (v, d = 3) => (v === null || v === undefined ? "n/a" : Number(v).toFixed(d));
+const at = (scores, t) => (scores || []).find((s) => Math.abs(s.threshold - t) < 1e-9);
+
+function showEvaluation(e) {
+  $("eval-panel").hidden = false;
+  $("eval-line").textContent = `${e.split} split, ${e.images} films, mean AUC ${fmt(e.mean_auc)} · boxes: ${e.method}`;
+  const body = $("eval-table").querySelector("tbody");
+  for (const c of e.classes) {
+    const tr = document.createElement("tr");
+    cell(tr, c.finding);
+    cell(tr, String(c.positives));
+    cell(tr, c.auc === null ? "n/a" : `${fmt(c.auc)} (${c.ci95 ? fmt(c.ci95[0]) + "–" + fmt(c.ci95[1]) : "n/a"})`);
+    for (const s of [at(c.iou, 0.5), at(c.iobb, 0.5)]) cell(tr, s ? `${fmt(s.accuracy)} / ${fmt(s.afp, 2)}` : "—");
+    cell(tr, c.quality ? fmt(c.quality.false_boxes_per_negative_film, 2) : "—");
+    body.append(tr);
+  }
+  if (e.has_roc) {
+    const roc = $("roc");
+    roc.hidden = false;
+    authImage(roc, "/v1/eval/roc.png");
+  }
+  evaluation.cases = e.cases;
+  const findings = [...new Set(e.cases.map((c) => c.finding))];
+  for (const f of findings) {
+    const o = document.createElement("option");
+    o.value = f; o.textContent = f;
+    $("gallery-finding").append(o);
+  }
+  for (const id of ["gallery-finding", "gallery-outcome"]) $(id).addEventListener("change", gallery);
+  gallery();
+  document.body.dataset.evaluation = "shown";
+}
+
+// Images under /v1/ need the token too, which an <img src> cannot send: fetched, shown as blobs.
+function authImage(img, url) {
+  const t = token();
+  fetch(url, { headers: t ? { Authorization: "Bearer " + t } : {} })
+    .then((r) => (r.ok ? r.blob() : Promise.reject(new Error(r.statusText))))
+    .then((b) => { img.src = URL.createObjectURL(b); })
+    .catch(() => { img.alt += " (not loaded)"; });
+}
+
+function gallery() {
+  const finding = $("gallery-finding").value, outcome = $("gallery-outcome").value;
+  const shown = evaluation.cases.filter((c) => (!finding || c.finding === finding) && (!outcome || c.outcome === outcome));
+  const g = $("gallery");
+  g.replaceChildren();
+  for (const c of shown) {
+    const fig = document.createElement("figure");
+    const img = document.createElement("img");
+    authImage(img, `/v1/eval/overlays/${c.id}`);
+    img.alt = `${c.image}, ${c.finding}: ${c.outcome.replace("_", " ")}`;
+    const cap = document.createElement("figcaption");
+    const o = document.createElement("span");
+    o.className = "outcome-" + c.outcome;
+    o.textContent = c.outcome.replace("_", " ");
+    cap.append(`${c.image} · ${c.finding} · p ${fmt(c.probability)} · `, o,
+      ` · ${c.truth.length} true / ${c.detected.length} drawn` + (c.best_iou === null ? "" : ` · IoU ${fmt(c.best_iou, 2)}`));
+    fig.append(img, cap);
+    g.append(fig);
+  }
+  $("gallery-count").textContent = `${shown.length} of ${evaluation.cases.length} overlays`;
+}

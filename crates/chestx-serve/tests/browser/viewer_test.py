@@ -2,14 +2,16 @@
 
 Usage: viewer_test.py URL FILM.png FILM.dcm OUT_DIR
 
-Uploads a PNG and a DICOM through the page's file picker, and checks in screenshots that the film,
+The server must show an evaluation (`--eval`). Uploads a PNG and a DICOM through the page's file picker, and checks in screenshots that the film,
 the heatmap overlay and the boxes are drawn (and that the overlay follows the opacity control);
 pastes a report, labels it and checks the evidence highlights' colours. Screenshots are saved in
 OUT_DIR. Exits non-zero with a message on the first failure.
 """
 
 import io
+import json
 import os
+import urllib.request
 import sys
 import tempfile
 
@@ -93,6 +95,29 @@ def upload(d, path, out, name):
     d.save_screenshot(os.path.join(out, f"{name}-page.png"))
 
 
+def evaluation(d, url, out):
+    """The evaluation panel: the table, the ROC plot and the gallery, filtered by outcome."""
+    e = json.load(urllib.request.urlopen(url.rstrip("/") + "/v1/eval"))
+    WebDriverWait(d, 30).until(lambda d: d.execute_script("return document.body.dataset.evaluation"))
+    rows = d.find_elements(By.CSS_SELECTOR, "#eval-table tbody tr")
+    check(len(rows) == len(e["classes"]), f"evaluation table: one row per finding ({len(rows)})")
+    figures = lambda: d.find_elements(By.CSS_SELECTOR, "#gallery figure")
+    check(len(figures()) == len(e["cases"]), f"gallery shows every overlay ({len(e['cases'])})")
+    loaded = "return [...document.querySelectorAll('#gallery img, #roc')].every(i => i.complete && i.naturalWidth > 0)"
+    WebDriverWait(d, 30).until(lambda d: d.execute_script(loaded))
+    check(True, "the ROC plot and every overlay loaded")
+    gallery = d.find_element(By.ID, "eval-panel")
+    d.execute_script("arguments[0].scrollIntoView()", gallery)
+    img = shot(gallery, os.path.join(out, "evaluation.png"))
+    boxed = [c for c in e["cases"] if c["truth"]]
+    green = count(img, near((0, 220, 0), 30))
+    check(not boxed or green > 50, f"true boxes visible in the gallery ({green} green pixels, {len(boxed)} boxed overlays)")
+    for outcome in ("hit", "miss", "false_box", "clear"):
+        d.execute_script(f"const s = document.getElementById('gallery-outcome'); s.value = '{outcome}'; s.dispatchEvent(new Event('change'))")
+        want = sum(1 for c in e["cases"] if c["outcome"] == outcome)
+        check(len(figures()) == want, f"filter '{outcome}': {want} overlays")
+
+
 def main():
     url, png, dcm, out = sys.argv[1:5]
     os.makedirs(out, exist_ok=True)
@@ -121,6 +146,7 @@ def main():
             k = count(hl, near(rgb, 12))
             check(k > 30, f"{status} highlight painted ({k} pixels of {rgb})")
         d.save_screenshot(os.path.join(out, "viewer.png"))
+        evaluation(d, url, out)
     finally:
         d.quit()
     print("PASS")

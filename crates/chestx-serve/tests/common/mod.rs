@@ -64,6 +64,17 @@ pub fn serve(
     queue: usize,
     token: Option<&str>,
 ) -> Server {
+    serve_with(thresholds, limits, queue, token, None)
+}
+
+/// [`serve`], also showing the evaluation in `eval`.
+pub fn serve_with(
+    thresholds: ThresholdSource,
+    limits: Limits,
+    queue: usize,
+    token: Option<&str>,
+    eval: Option<&Path>,
+) -> Server {
     let spec = ModelSpec {
         run: tiny_run().to_path_buf(),
         checkpoint: None,
@@ -73,14 +84,11 @@ pub fn serve(
     };
     let metrics = Arc::new(Metrics::default());
     let (q, info) = chestx_serve::model::start(spec, queue, 8, Box::new(|_| {})).unwrap();
-    let state = Arc::new(AppState::new(
-        q,
-        info,
-        limits,
-        token.map(String::from),
-        metrics,
-        None,
-    ));
+    let mut state = AppState::new(q, info, limits, token.map(String::from), metrics, None);
+    if let Some(dir) = eval {
+        state = state.with_eval(chestx_serve::eval_view::load(dir).unwrap());
+    }
+    let state = Arc::new(state);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

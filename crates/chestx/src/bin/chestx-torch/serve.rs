@@ -31,6 +31,9 @@ pub struct ServeArgs {
     /// finding. Default: Youden's J on the run's validation split, computed at start-up.
     #[arg(long)]
     thresholds: Option<String>,
+    /// Also show an evaluation (`chestx eval`'s output folder): AUC table, ROC, overlay gallery.
+    #[arg(long)]
+    eval: Option<PathBuf>,
     /// Checkpoint (default: RUN/best.safetensors).
     #[arg(long)]
     checkpoint: Option<PathBuf>,
@@ -63,6 +66,12 @@ pub fn run_serve(a: ServeArgs) -> Result<ExitCode> {
         thresholds: threshold_source(a.thresholds.as_deref())?,
         localizer: a.boxes.localizer()?,
     };
+    let eval = a
+        .eval
+        .as_deref()
+        .map(chestx_serve::eval_view::load)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let metrics = Arc::new(Metrics::default());
     let batches = metrics.batch_size.clone();
     eprintln!("loading {} …", a.run.display());
@@ -97,7 +106,15 @@ pub fn run_serve(a: ServeArgs) -> Result<ExitCode> {
         info.classes.len(),
         info.thresholds.source
     );
-    let state = Arc::new(AppState::new(queue, info, limits, token, metrics, log));
+    let mut state = AppState::new(queue, info, limits, token, metrics, log);
+    if let Some(view) = eval {
+        eprintln!(
+            "showing the evaluation in {}",
+            a.eval.as_deref().unwrap_or(Path::new("")).display()
+        );
+        state = state.with_eval(view);
+    }
+    let state = Arc::new(state);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
