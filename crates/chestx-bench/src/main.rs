@@ -1,7 +1,8 @@
 //! `chestx-bench`: throughput benchmarks that print their numbers on this machine, each next to a
 //! Python reference (PyTorch, PIL) run side by side. Kept out of the product: `chestx` ships no
-//! benchmark code. Run as `cargo run --release -p chestx-bench -- <model|train|decode|label|serve>`.
+//! benchmark code. Run as `cargo run --release -p chestx-bench -- <model|train|decode|label|serve|audit>`.
 
+mod audit;
 mod decode;
 mod model;
 mod serve;
@@ -38,6 +39,8 @@ enum BenchWhat {
     Decode(crate::decode::DecodeBenchArgs),
     /// `chestx serve` under load: one client at a time, then several at once (batching, backpressure, memory).
     Serve(crate::serve::ServeBenchArgs),
+    /// `chestx auc --by sex,view,age`'s subgroup AUCs next to scikit-learn's roc_auc_score.
+    Audit(crate::audit::AuditBenchArgs),
     /// Label the OpenI development reports, repeated, and print reports/s (one thread and all threads).
     Label {
         /// Reports to label (default: $CHESTX_DATA/openi/reports.csv, else ../shared/data/openi/reports.csv).
@@ -191,6 +194,7 @@ fn run(what: BenchWhat) -> Result<ExitCode> {
         BenchWhat::Model(m) => crate::model::run(m),
         BenchWhat::Decode(d) => crate::decode::run(d),
         BenchWhat::Train(t) => crate::model::run_train_bench(t),
+        BenchWhat::Audit(a) => crate::audit::run(a).map(|()| ExitCode::SUCCESS),
         BenchWhat::Serve(s) => crate::serve::run(s).map(|()| ExitCode::SUCCESS),
     }
 }

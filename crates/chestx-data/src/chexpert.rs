@@ -202,6 +202,16 @@ impl ChexpertDataset {
         bases.into_iter().map(|b| b.join(rel)).find(|p| p.is_file())
     }
 
+    /// The file a split's rows come from (see [`ChexpertDataset::samples`]).
+    pub fn split_file(&self, split: Split) -> PathBuf {
+        let name = match (split, &self.test) {
+            (Split::Test, Some(_)) => "test.csv",
+            (Split::Test, None) | (Split::Val, Some(_)) => "valid.csv",
+            _ => "train.csv",
+        };
+        self.root.join(name)
+    }
+
     /// Samples of one split whose image exists, and how many listed images were not found.
     /// Train and validation come from `train.csv`, validation patients carved out as in the NIH
     /// layout; the test split is `valid.csv` (CheXpert's radiologist-labelled set), unless a
@@ -382,7 +392,7 @@ fn label_columns(
 }
 
 /// CheXpert keeps each patient's films under `…/patientNNNNN/studyN/`.
-fn patient_from_path(p: &str) -> Option<u64> {
+pub(crate) fn patient_from_path(p: &str) -> Option<u64> {
     p.split(['/', '\\'])
         .filter_map(|seg| seg.strip_prefix("patient"))
         .find(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))

@@ -44,6 +44,15 @@ impl Dataset {
         }
     }
 
+    /// The table holding a split's per-image metadata (sex, age, view, patient): NIH's
+    /// `Data_Entry`, or the CheXpert layout's CSV of that split.
+    pub fn metadata_file(&self, split: Split) -> Option<std::path::PathBuf> {
+        match self {
+            Dataset::Nih(ds) => ds.entry_file(),
+            Dataset::Chexpert(ds) => Some(ds.split_file(split)),
+        }
+    }
+
     /// Hand-drawn boxes (the NIH release's; none in the CheXpert layout).
     pub fn boxes(&self) -> &[NihBox] {
         match self {

@@ -10,6 +10,7 @@ pub mod chexpert;
 pub mod dataset;
 pub mod ingest;
 pub mod loader;
+pub mod meta;
 pub mod nih;
 pub mod samples;
 

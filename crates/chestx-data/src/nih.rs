@@ -97,14 +97,22 @@ fn parse_age(s: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
+/// The index file's names, newest release first.
+const ENTRY_NAMES: [&str; 3] = [
+    "Data_Entry_2017_v2020.csv",
+    "Data_Entry_2017.csv",
+    "Data_Entry.csv",
+];
+
 impl NihDataset {
+    /// The `Data_Entry` file the release was read from.
+    pub fn entry_file(&self) -> Option<PathBuf> {
+        find(&self.root, &ENTRY_NAMES)
+    }
+
     /// Open the release under `root` (files directly there or in `root/meta`).
     pub fn open(root: &Path) -> Result<NihDataset, NihError> {
-        let entry_names = [
-            "Data_Entry_2017_v2020.csv",
-            "Data_Entry_2017.csv",
-            "Data_Entry.csv",
-        ];
+        let entry_names = ENTRY_NAMES;
         let de = find(root, &entry_names).ok_or_else(|| {
             NihError::Missing(root.display().to_string(), entry_names.join(" or "))
         })?;

@@ -71,11 +71,18 @@ pub fn bootstrap_auc_ci(
             aucs.push(a);
         }
     }
-    if aucs.is_empty() {
+    percentile_interval(aucs, level)
+}
+
+/// The central `level` interval of bootstrap estimates (nearest-rank percentiles); `None` when
+/// there are none.
+pub fn percentile_interval(mut values: Vec<f64>, level: f64) -> Option<(f64, f64)> {
+    if values.is_empty() {
         return None;
     }
-    aucs.sort_by(f64::total_cmp);
-    let q = |p: f64| aucs[((p * (aucs.len() - 1) as f64).round() as usize).min(aucs.len() - 1)];
+    values.sort_by(f64::total_cmp);
+    let last = values.len() - 1;
+    let q = |p: f64| values[((p * last as f64).round() as usize).min(last)];
     let tail = (1.0 - level) / 2.0;
     Some((q(tail), q(1.0 - tail)))
 }
@@ -103,6 +110,34 @@ pub fn roc_curve(scores: &[f64], labels: &[bool]) -> Vec<(f64, f64)> {
         pts.push((fp / n_neg, tp / n_pos));
     }
     pts
+}
+
+/// The score threshold maximising sensitivity + specificity − 1.
+pub fn youden_threshold(scores: &[f64], labels: &[bool]) -> Option<f64> {
+    let pos = labels.iter().filter(|&&l| l).count() as f64;
+    let neg = labels.len() as f64 - pos;
+    if pos == 0.0 || neg == 0.0 {
+        return None;
+    }
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (mut tp, mut fp, mut best, mut best_t) = (0.0, 0.0, f64::NEG_INFINITY, 0.5);
+    for (k, &i) in idx.iter().enumerate() {
+        if labels[i] {
+            tp += 1.0;
+        } else {
+            fp += 1.0;
+        }
+        let next_differs = idx.get(k + 1).is_none_or(|&j| scores[j] != scores[i]);
+        if next_differs {
+            let j = tp / pos - fp / neg;
+            if j > best {
+                best = j;
+                best_t = scores[i];
+            }
+        }
+    }
+    Some(best_t)
 }
 
 #[cfg(test)]
@@ -150,5 +185,13 @@ mod tests {
         assert_eq!(a, b);
         assert!(a.0 < auc && auc < a.1, "{a:?} vs {auc}");
         assert!(a.1 - a.0 < 0.2);
+    }
+
+    #[test]
+    fn youden_threshold_separates_perfectly_ranked_scores() {
+        let s = [0.9, 0.8, 0.3, 0.2];
+        let l = [true, true, false, false];
+        assert_eq!(youden_threshold(&s, &l), Some(0.8));
+        assert_eq!(youden_threshold(&s, &[true; 4]), None);
     }
 }

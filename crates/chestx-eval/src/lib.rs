@@ -5,13 +5,14 @@
 //! script included) are scored with the same code.
 
 pub mod auc;
+pub mod audit;
 pub mod boxes;
 pub mod labels;
 pub mod overlay;
 pub mod plot;
 pub mod tables;
 
-pub use auc::{bootstrap_auc_ci, roc_auc, roc_curve};
+pub use auc::{bootstrap_auc_ci, percentile_interval, roc_auc, roc_curve, youden_threshold};
 pub use boxes::{boxes_from_heatmap, localization, Detection, Heatmap, LocCase, LocScore, Overlap};
 pub use labels::{
     read_gold, read_predictions, score_labels, FindingScore, LabelScores, LabelTable,

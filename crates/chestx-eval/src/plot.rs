@@ -6,7 +6,7 @@ use std::path::Path;
 /// Registers DejaVu Sans, compiled into the binary, as plotters' `sans-serif`: a plot's text
 /// then needs no system fonts (a GPU server or container often has none, and fontconfig's
 /// failure would fail the whole evaluation) and looks the same on every machine.
-fn register_fonts() -> Result<(), String> {
+pub(crate) fn register_fonts() -> Result<(), String> {
     static FONTS: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     FONTS
         .get_or_init(|| {

@@ -4,9 +4,11 @@
 
 use crate::heat::{batch_heat, ClassHeat, Localizer};
 use crate::score::{batch_tensors, columns_of, known_labels, score_samples};
+use crate::subgroups::{by_subgroup, Asked, Scored, SubgroupResults};
 use crate::{youden_threshold, InferError, Run, Thresholds};
 use chestx_core::{BBox, Finding};
 use chestx_data::{epoch_order, Dataset, Loader, LoaderConfig, NihDataset, Sample, Split};
+use chestx_eval::audit::GroupSpec;
 use chestx_eval::boxes::{
     localization, BoxQuality, LocCase, LocScore, Overlap, IOBB_THRESHOLDS, IOU_THRESHOLDS,
 };
@@ -31,6 +33,10 @@ pub struct EvalOptions {
     pub boxes: Option<PathBuf>,
     /// Which heatmaps give the boxes, and how.
     pub localizer: Localizer,
+    /// Subgroups to audit (`--by`); none: no audit.
+    pub by: Vec<GroupSpec>,
+    /// Where the subgroups' columns and patients are read (default: the dataset's index file).
+    pub meta: Option<PathBuf>,
 }
 
 impl Default for EvalOptions {
@@ -44,6 +50,8 @@ impl Default for EvalOptions {
             batch_size: 16,
             boxes: None,
             localizer: Localizer::default(),
+            by: Vec::new(),
+            meta: None,
         }
     }
 }
@@ -83,6 +91,9 @@ pub struct EvalResults {
     /// The operating thresholds chosen on the validation split (also written as
     /// `thresholds.json` beside the report), when the dataset has validation films.
     pub thresholds: Option<Thresholds>,
+    /// The subgroup audit (`--by`), localization by subgroup included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subgroups: Option<SubgroupResults>,
 }
 
 /// One overlay: a film's map for one finding with its true (green) and detected (red) boxes.
@@ -137,11 +148,16 @@ impl OverlayOutcome {
 struct Gathered {
     probs: Vec<Vec<f32>>,
     truth: Vec<Vec<f32>>,
+    /// The image of each row of `probs`.
+    images: Vec<String>,
     failed: Vec<String>,
-    /// Per class: images with true boxes.
+    /// Per class: images with true boxes, and the row of each.
     cases: Vec<Vec<LocCase>>,
+    case_rows: Vec<Vec<usize>>,
     /// Per class: (films labelled negative, boxes drawn on them).
     negatives: Vec<(usize, usize)>,
+    /// Per class: (row, boxes drawn) of each film labelled negative.
+    negative_rows: Vec<Vec<(usize, usize)>>,
     /// Probabilities and heatmaps kept for overlays, by sample.
     kept: Vec<(usize, Vec<f32>, Vec<ClassHeat>)>,
 }
@@ -159,6 +175,8 @@ struct Setup<'a> {
     thresholds: Option<Thresholds>,
     /// Films the split lists that are not on disk.
     missing: usize,
+    /// Where `--by` reads its subgroups; `None` without `--by`.
+    meta: Option<PathBuf>,
 }
 
 impl Setup<'_> {
@@ -200,6 +218,7 @@ pub fn evaluate(
     )
     .map_err(|m| InferError::Io(out_dir.join("roc").display().to_string(), m))?;
     let overlays = write_overlays(&setup, &g.kept, out_dir)?;
+    let subgroups = audit_subgroups(&setup, &g)?;
     let defined: Vec<f64> = results.iter().filter_map(|r| r.auc).collect();
     let res = EvalResults {
         run: run.dir.display().to_string(),
@@ -214,6 +233,7 @@ pub fn evaluate(
         classes: results,
         overlays,
         thresholds: setup.thresholds.clone(),
+        subgroups,
     };
     // Operating thresholds for `chestx predict --thresholds`, beside the report (never in the run).
     if let Some(th) = &res.thresholds {
@@ -266,8 +286,10 @@ fn setup<'a>(
             .or_default()
             .push(b.bbox);
     }
+    let meta = subgroup_metadata(opts, ds)?;
     let thresholds = operating_thresholds(run, ds, &net, &columns, opts.batch_size);
     Ok(Setup {
+        meta,
         run,
         opts,
         net,
@@ -278,6 +300,47 @@ fn setup<'a>(
         thresholds,
         missing,
     })
+}
+
+/// The subgroup audit, when `--by` asked for one.
+fn audit_subgroups(s: &Setup, g: &Gathered) -> Result<Option<SubgroupResults>, InferError> {
+    let Some(meta) = &s.meta else {
+        return Ok(None);
+    };
+    let ask = Asked {
+        meta,
+        specs: &s.opts.by,
+        bootstrap: s.opts.bootstrap,
+        seed: s.opts.seed,
+    };
+    let scored = Scored {
+        images: &g.images,
+        probs: &g.probs,
+        truth: &g.truth,
+        cases: &g.cases,
+        case_rows: &g.case_rows,
+        negatives: &g.negative_rows,
+    };
+    by_subgroup(&ask, &s.classes, &scored, s.thresholds.as_ref()).map(Some)
+}
+
+/// Where `--by` reads its columns, checked before the split is scored (a wrong column name should
+/// not cost an evaluation).
+fn subgroup_metadata(opts: &EvalOptions, ds: &Dataset) -> Result<Option<PathBuf>, InferError> {
+    if opts.by.is_empty() {
+        return Ok(None);
+    }
+    let meta = opts
+        .meta
+        .clone()
+        .or_else(|| ds.metadata_file(opts.split))
+        .ok_or_else(|| {
+            InferError::Config(
+                "--by: the dataset has no metadata file; give one with --meta".into(),
+            )
+        })?;
+    chestx_eval::audit::subgroups(&meta, &opts.by, &[]).map_err(InferError::Config)?;
+    Ok(Some(meta))
 }
 
 /// The operating thresholds `chestx eval` would write for `net`: Youden's J per class on the run's
@@ -349,7 +412,9 @@ fn gather(s: &Setup, progress: &dyn Fn(usize, usize)) -> Result<Gathered, InferE
     let nc = s.classes.len();
     let mut g = Gathered {
         cases: vec![Vec::new(); nc],
+        case_rows: vec![Vec::new(); nc],
         negatives: vec![(0, 0); nc],
+        negative_rows: vec![Vec::new(); nc],
         ..Default::default()
     };
     let mut plain_overlays = s.opts.overlays / 4;
@@ -367,6 +432,7 @@ fn gather(s: &Setup, progress: &dyn Fn(usize, usize)) -> Result<Gathered, InferE
             let (pk, yk) = (&p[k * nc..(k + 1) * nc], &yv[k * nc..(k + 1) * nc]);
             g.probs.push(pk.to_vec());
             g.truth.push(yk.to_vec());
+            g.images.push(s.samples[si].image.clone());
             let boxed = s.has_boxes(&s.samples[si].image);
             score_image(s, &mut g, &s.samples[si], pk, yk, &heat[k]);
             let want_overlay = g.kept.len() < s.opts.overlays && (boxed || plain_overlays > 0);
@@ -401,15 +467,18 @@ fn score_image(
         let drawn = s.draws(ci, p[ci]);
         let Some(tb) = truth else {
             // A negative film: its boxes are false alarms (none to compute when none are drawn).
-            g.negatives[ci].0 += 1;
+            let mut count = 0;
             if drawn {
                 let (w, h) = dims();
                 let (_, boxes) = s
                     .opts
                     .localizer
                     .class_boxes(&heat[ci], *f, size, w as f64, h as f64);
-                g.negatives[ci].1 += boxes.len();
+                count = boxes.len();
             }
+            g.negatives[ci].0 += 1;
+            g.negatives[ci].1 += count;
+            g.negative_rows[ci].push((g.probs.len() - 1, count));
             continue;
         };
         let (w, h) = dims();
@@ -423,6 +492,7 @@ fn score_image(
                 (y as f64 + 0.5) * h as f64 / map.height as f64,
             )
         });
+        g.case_rows[ci].push(g.probs.len() - 1);
         g.cases[ci].push(LocCase {
             truth: tb.clone(),
             detected: if drawn { boxes } else { Vec::new() },
@@ -564,6 +634,10 @@ pub fn markdown(r: &EvalResults) -> String {
     ));
     if r.classes.iter().any(|c| c.box_images > 0) {
         s.push_str(&localization_markdown(r));
+    }
+    if let Some(sub) = &r.subgroups {
+        s.push('\n');
+        s.push_str(&crate::subgroups::markdown(sub));
     }
     if !r.overlays.is_empty() {
         s.push_str("\n## Overlays\n\nGreen: true boxes; red: boxes drawn by the method.\n\n");

@@ -16,6 +16,7 @@ pub mod heat;
 pub mod predict;
 pub mod run;
 pub mod score;
+pub mod subgroups;
 mod thresholds;
 
 pub use classifier::Classifier;

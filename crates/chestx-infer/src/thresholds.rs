@@ -56,45 +56,11 @@ impl Thresholds {
     }
 }
 
-/// The score threshold maximising sensitivity + specificity − 1.
-pub fn youden_threshold(scores: &[f64], labels: &[bool]) -> Option<f64> {
-    let pos = labels.iter().filter(|&&l| l).count() as f64;
-    let neg = labels.len() as f64 - pos;
-    if pos == 0.0 || neg == 0.0 {
-        return None;
-    }
-    let mut idx: Vec<usize> = (0..scores.len()).collect();
-    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-    let (mut tp, mut fp, mut best, mut best_t) = (0.0, 0.0, f64::NEG_INFINITY, 0.5);
-    for (k, &i) in idx.iter().enumerate() {
-        if labels[i] {
-            tp += 1.0;
-        } else {
-            fp += 1.0;
-        }
-        let next_differs = idx.get(k + 1).is_none_or(|&j| scores[j] != scores[i]);
-        if next_differs {
-            let j = tp / pos - fp / neg;
-            if j > best {
-                best = j;
-                best_t = scores[i];
-            }
-        }
-    }
-    Some(best_t)
-}
+pub use chestx_eval::youden_threshold;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn youden_threshold_separates_perfectly_ranked_scores() {
-        let s = [0.9, 0.8, 0.3, 0.2];
-        let l = [true, true, false, false];
-        assert_eq!(youden_threshold(&s, &l), Some(0.8));
-        assert_eq!(youden_threshold(&s, &[true; 4]), None);
-    }
 
     #[test]
     fn thresholds_round_trip_and_refuse_another_models_classes() {

@@ -1,19 +1,36 @@
-//! `chestx auc`: per-class ROC AUC (with bootstrap intervals) for any model's predictions.
+//! `chestx auc`: per-class ROC AUC with bootstrap intervals, calibration and operating points for
+//! any model's predictions, and the subgroup audit (`--by`): who the model fails.
 
 use crate::args::{BlankArg, UncertainArg};
 use crate::output::emit_report;
 use anyhow::{bail, Context, Result};
 use chestx_core::Finding;
 use chestx_data::{read_label_file, SampleOptions};
-use chestx_eval::{
-    bootstrap_auc_ci, read_data_entry_labels, read_predictions_table, roc_auc, Predictions,
+use chestx_eval::audit::{
+    audit, markdown, parse_by, reliability_plots, subgroups, Audit, AuditInput, AuditOptions,
+    Panel, ThresholdSet, Unit,
 };
-use clap::Args;
-use rayon::prelude::*;
+use chestx_eval::{read_data_entry_labels, read_predictions_table, youden_threshold, Predictions};
+use clap::{Args, ValueEnum};
 use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum UnitArg {
+    Patient,
+    Image,
+}
+
+impl From<UnitArg> for Unit {
+    fn from(u: UnitArg) -> Unit {
+        match u {
+            UnitArg::Patient => Unit::Patient,
+            UnitArg::Image => Unit::Image,
+        }
+    }
+}
 
 #[derive(Args)]
 pub struct AucArgs {
@@ -33,6 +50,29 @@ pub struct AucArgs {
     /// Bootstrap resamples for the 95% intervals (0 to skip).
     #[arg(long, default_value_t = 1000)]
     bootstrap: usize,
+    /// What a bootstrap resample draws: patients (each with all their films; the default wherever
+    /// the labels or --meta name each film's patient) or single films.
+    #[arg(long, value_enum, default_value_t = UnitArg::Patient)]
+    bootstrap_unit: UnitArg,
+    /// Subgroups to audit: sex, view, frontal, follow-up, age (bands 0-20,20-40,40-60,60-80,80-, or
+    /// your own: age:0-18,18-65,65-), or any column of the labels (or --meta) file; comma-separated
+    /// or repeated.
+    #[arg(long)]
+    by: Vec<String>,
+    /// Where the --by columns and patients are read (default: the labels file), keyed by image.
+    #[arg(long)]
+    meta: Option<PathBuf>,
+    /// Operating thresholds chosen elsewhere: a thresholds.json from `chestx eval`, or a predictions
+    /// CSV on which Youden's J is taken (another split or hospital). Default: Youden's J on these
+    /// predictions, in-sample.
+    #[arg(long)]
+    thresholds_from: Option<PathBuf>,
+    /// Labels for a --thresholds-from predictions CSV (default: the --labels file).
+    #[arg(long)]
+    thresholds_labels: Option<PathBuf>,
+    /// Write the reliability diagram (reliability.png and .svg, a panel per finding) into this folder.
+    #[arg(long)]
+    plots: Option<PathBuf>,
     /// Seed of the bootstrap resampling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -42,27 +82,6 @@ pub struct AucArgs {
     /// Also write the table as Markdown.
     #[arg(long)]
     markdown: Option<PathBuf>,
-}
-
-#[derive(serde::Serialize)]
-struct ClassAuc {
-    finding: String,
-    positives: usize,
-    negatives: usize,
-    auc: Option<f64>,
-    ci95: Option<(f64, f64)>,
-}
-
-#[derive(serde::Serialize)]
-struct AucReport {
-    images: usize,
-    classes: Vec<ClassAuc>,
-    /// Over the classes with both positives and negatives; `None` when there are none.
-    mean_auc: Option<f64>,
-    /// How many classes the mean is over.
-    classes_averaged: usize,
-    /// Findings the predictions have no column for.
-    missing_findings: Vec<String>,
 }
 
 /// Per image, a target per finding in [`Finding::ALL`] order: 1, 0, or NaN where unknown.
@@ -110,19 +129,119 @@ fn read_targets(path: &Path, options: &SampleOptions) -> Result<Targets> {
         .collect())
 }
 
+#[derive(serde::Serialize)]
+struct AucReport {
+    #[serde(flatten)]
+    audit: Audit,
+    /// Over the classes with both positives and negatives; `None` when there are none.
+    mean_auc: Option<f64>,
+    /// How many classes the mean is over.
+    classes_averaged: usize,
+    /// Findings the predictions have no column for.
+    missing_findings: Vec<String>,
+}
+
 pub fn run(a: AucArgs) -> Result<ExitCode> {
     let options = SampleOptions {
         uncertain: a.uncertain.into(),
         blank: a.blank.into(),
         frontal_only: false,
     };
-    let labels = read_targets(&a.labels, &options)?;
-    let preds = read_predictions_table(&a.pred)?;
+    let mut input = load(&a.pred, &a.labels, a.meta.as_deref(), &a.by, &options)?;
+    if let Some(p) = &a.thresholds_from {
+        let labels = a.thresholds_labels.as_deref().unwrap_or(&a.labels);
+        let findings: Vec<Finding> = input.findings.iter().map(|f| f.parse().unwrap()).collect();
+        input.thresholds = Some(thresholds_from(p, labels, &findings, &options)?);
+    }
+    let audit = audit(
+        &input,
+        &AuditOptions {
+            resamples: a.bootstrap,
+            seed: a.seed,
+            unit: a.bootstrap_unit.into(),
+            level: 0.95,
+        },
+    );
+    if let Some(dir) = &a.plots {
+        reliability_diagram(dir, &audit)?;
+    }
+    let valid: Vec<f64> = audit.findings.iter().filter_map(|c| c.auc).collect();
+    let report = AucReport {
+        mean_auc: (!valid.is_empty()).then(|| valid.iter().sum::<f64>() / valid.len() as f64),
+        classes_averaged: valid.len(),
+        missing_findings: Finding::DISEASES
+            .iter()
+            .filter(|f| !input.findings.iter().any(|x| x == f.name()))
+            .map(|f| f.name().to_string())
+            .collect(),
+        audit,
+    };
+    let mut md = markdown(&report.audit);
+    if !report.missing_findings.is_empty() {
+        md.push_str(&format!(
+            "No prediction column for: {} (left out of the mean).\n",
+            report.missing_findings.join(", ")
+        ));
+    }
+    emit_report(&md, &report, a.markdown.as_deref(), a.json.as_deref())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Predictions joined to their labels and, for `by` (the `--by` items), to the metadata in `meta`
+/// (default: the labels file); thresholds left for the caller.
+pub fn load(
+    pred: &Path,
+    labels_path: &Path,
+    meta: Option<&Path>,
+    by: &[String],
+    options: &SampleOptions,
+) -> Result<AuditInput> {
+    let labels = read_targets(labels_path, options)?;
+    let preds = read_predictions(pred, &labels, labels_path)?;
+    let specs = match by.is_empty() {
+        true => Vec::new(),
+        false => parse_by(&by.join(",")).map_err(|e| anyhow::anyhow!("--by: {e}"))?,
+    };
+    let images: Vec<&str> = preds.rows.iter().map(|r| r.0.as_str()).collect();
+    let (partitions, patients) =
+        subgroups(meta.unwrap_or(labels_path), &specs, &images).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(AuditInput {
+        findings: preds
+            .findings
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect(),
+        scores: (0..preds.findings.len())
+            .map(|c| preds.rows.iter().map(|r| r.1[c]).collect())
+            .collect(),
+        truth: preds
+            .findings
+            .iter()
+            .map(|f| {
+                preds
+                    .rows
+                    .iter()
+                    .map(|r| {
+                        let t = labels[&r.0][f.index()];
+                        (!t.is_nan()).then_some(t > 0.5)
+                    })
+                    .collect()
+            })
+            .collect(),
+        partitions,
+        patients,
+        thresholds: None,
+    })
+}
+
+/// Predictions, each image once and each with a label row.
+fn read_predictions(path: &Path, labels: &Targets, labels_path: &Path) -> Result<Predictions> {
+    let preds = read_predictions_table(path)?;
     let mut seen = std::collections::HashSet::new();
     if let Some((dup, _)) = preds.rows.iter().find(|(id, _)| !seen.insert(id.as_str())) {
         bail!(
             "{}: image {dup:?} is predicted twice (it would count twice in every AUC)",
-            a.pred.display()
+            path.display()
         );
     }
     let missing: Vec<&str> = preds
@@ -136,90 +255,90 @@ pub fn run(a: AucArgs) -> Result<ExitCode> {
             "{} of {} predicted images have no row in {} (first: {})",
             missing.len(),
             preds.rows.len(),
-            a.labels.display(),
+            labels_path.display(),
             missing[0]
         );
     }
-    let classes = class_aucs(&preds, &labels, a.bootstrap, a.seed);
-    let valid: Vec<f64> = classes.iter().filter_map(|c| c.auc).collect();
-    let missing_findings: Vec<String> = Finding::DISEASES
-        .iter()
-        .filter(|f| !preds.findings.contains(f))
-        .map(|f| f.name().to_string())
-        .collect();
-    let report = AucReport {
-        images: preds.rows.len(),
-        mean_auc: (!valid.is_empty()).then(|| valid.iter().sum::<f64>() / valid.len() as f64),
-        classes_averaged: valid.len(),
-        missing_findings,
-        classes,
-    };
-    let md = markdown(&report);
-    emit_report(&md, &report, a.markdown.as_deref(), a.json.as_deref())?;
-    Ok(ExitCode::SUCCESS)
+    Ok(preds)
 }
 
-/// Per finding with a prediction column: AUC and its bootstrap interval over the images whose label
-/// is known.
-fn class_aucs(preds: &Predictions, labels: &Targets, bootstrap: usize, seed: u64) -> Vec<ClassAuc> {
-    preds
-        .findings
-        .par_iter()
-        .enumerate()
-        .map(|(c, f)| {
-            // Images whose label is unknown (CheXpert convention) are left out of this class.
-            let (scores, truth): (Vec<f64>, Vec<bool>) = preds
+/// Thresholds chosen elsewhere: a `thresholds.json` from `chestx eval`, or Youden's J on another
+/// predictions CSV (another split, another hospital) against `labels`.
+fn thresholds_from(
+    path: &Path,
+    labels: &Path,
+    findings: &[Finding],
+    options: &SampleOptions,
+) -> Result<ThresholdSet> {
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if is_json {
+        #[derive(serde::Deserialize)]
+        struct File {
+            classes: Vec<String>,
+            values: Vec<f64>,
+            source: String,
+        }
+        let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+        let f: File = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{}: not a thresholds file written by `chestx eval`",
+                path.display()
+            )
+        })?;
+        let find = |name: &str| {
+            f.classes
+                .iter()
+                .position(|c| c == name)
+                .and_then(|i| f.values.get(i).copied())
+        };
+        return Ok(ThresholdSet {
+            source: format!("{} ({})", path.display(), f.source),
+            values: findings.iter().map(|x| find(x.name())).collect(),
+        });
+    }
+    let targets = read_targets(labels, options)?;
+    let other = read_predictions(path, &targets, labels)?;
+    let values = findings
+        .iter()
+        .map(|f| {
+            let c = other.findings.iter().position(|x| x == f)?;
+            let (s, t): (Vec<f64>, Vec<bool>) = other
                 .rows
                 .iter()
-                .map(|r| (r.1[c], labels[&r.0][f.index()]))
+                .map(|r| (r.1[c], targets[&r.0][f.index()]))
                 .filter(|(_, t)| !t.is_nan())
                 .map(|(s, t)| (s, t > 0.5))
                 .unzip();
-            let positives = truth.iter().filter(|&&t| t).count();
-            ClassAuc {
-                finding: f.name().to_string(),
-                positives,
-                negatives: truth.len() - positives,
-                auc: roc_auc(&scores, &truth),
-                ci95: bootstrap_auc_ci(
-                    &scores,
-                    &truth,
-                    bootstrap,
-                    0.95,
-                    seed.wrapping_add(c as u64),
-                ),
-            }
+            youden_threshold(&s, &t)
         })
-        .collect()
+        .collect();
+    Ok(ThresholdSet {
+        source: format!(
+            "Youden's J on {} ({} images)",
+            path.display(),
+            other.rows.len()
+        ),
+        values,
+    })
 }
 
-fn markdown(report: &AucReport) -> String {
-    let mut md = format!(
-        "{} images\n\n| finding | positives | AUC | 95% CI |\n|---|---:|---:|---|\n",
-        report.images
-    );
-    for c in &report.classes {
-        let auc = c
-            .auc
-            .map_or("n/a (one class)".into(), |x| format!("{x:.4}"));
-        let ci = c
-            .ci95
-            .map_or(String::from("-"), |(l, h)| format!("{l:.4}–{h:.4}"));
-        md.push_str(&format!(
-            "| {} | {} | {auc} | {ci} |\n",
-            c.finding, c.positives
-        ));
+fn reliability_diagram(dir: &Path, audit: &Audit) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+    let panels: Vec<Panel> = audit
+        .findings
+        .iter()
+        .filter_map(|f| {
+            let r = f.calibration.as_ref()?;
+            Some(Panel {
+                title: format!("{} (ECE {:.3})", f.finding, r.ece),
+                reliability: r,
+            })
+        })
+        .collect();
+    if panels.is_empty() {
+        bail!("--plots: no finding has probabilities in [0, 1] to draw a reliability diagram of");
     }
-    let mean = report.mean_auc.map_or("n/a".into(), |m| format!("{m:.4}"));
-    md.push_str(&format!(
-        "| **mean** ({} of 14 findings) | | **{mean}** | |\n",
-        report.classes_averaged
-    ));
-    if !report.missing_findings.is_empty() {
-        md.push_str(&format!(
-            "\nNo prediction column for: {} (left out of the mean).\n",
-            report.missing_findings.join(", ")
-        ));
-    }
-    md
+    reliability_plots(&dir.join("reliability"), &panels).map_err(|e| anyhow::anyhow!(e))
 }

@@ -163,6 +163,92 @@ fn train_eval_predict_and_refusals() {
         serde_json::json!(["Effusion", "Mass", "Nodule"])
     );
 
+    // Subgroups: the phantoms' index with each patient given a sex by parity (the phantoms all say
+    // F); every film of the split lands in one group, and localization splits the same way.
+    let entry = std::fs::read_to_string(data.join("Data_Entry.csv")).unwrap();
+    let meta = tmp.path().join("meta.csv");
+    let rows: Vec<String> = entry
+        .lines()
+        .enumerate()
+        .map(|(i, l)| match i {
+            0 => l.to_string(),
+            _ => {
+                let mut cells: Vec<String> = l.split(',').map(String::from).collect();
+                let odd = cells[3].parse::<u32>().unwrap() % 2 == 1;
+                cells[5] = if odd { "M" } else { "F" }.into();
+                cells.join(",")
+            }
+        })
+        .collect();
+    std::fs::write(&meta, rows.join("\n")).unwrap();
+    let by_dir = tmp.path().join("eval-by");
+    let by = |by: &str| {
+        run(
+            &[
+                "eval",
+                "--device",
+                "cpu",
+                "--bootstrap",
+                "20",
+                "--overlays",
+                "0",
+                "--by",
+                by,
+            ],
+            &[
+                Path::new("--run"),
+                &run_dir,
+                Path::new("-o"),
+                &by_dir,
+                Path::new("--meta"),
+                &meta,
+            ],
+        )
+    };
+    refused(by("Scanner Model"), "no column for \"Scanner Model\"");
+    ok(by("sex,follow-up"));
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(by_dir.join("results.json")).unwrap()).unwrap();
+    let sub = &r["subgroups"];
+    assert!(sub["audit"]["thresholds_source"]
+        .as_str()
+        .unwrap()
+        .contains("validation split"));
+    for class in r["classes"].as_array().unwrap() {
+        let f = class["finding"].as_str().unwrap();
+        let of = |partition: &str, key: &str| -> u64 {
+            sub["audit"]["subgroups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|g| g["finding"] == f && g["partition"] == partition)
+                .map(|g| g[key].as_u64().unwrap())
+                .sum()
+        };
+        assert_eq!(
+            of("sex", "positives"),
+            class["positives"].as_u64().unwrap(),
+            "{f}"
+        );
+        assert_eq!(
+            of("follow-up", "positives"),
+            class["positives"].as_u64().unwrap(),
+            "{f}"
+        );
+        let boxed: u64 = sub["localization"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| g["finding"] == f && g["partition"] == "sex")
+            .map(|g| g["box_images"].as_u64().unwrap())
+            .sum();
+        assert_eq!(boxed, class["box_images"].as_u64().unwrap(), "{f}");
+    }
+    let report = std::fs::read_to_string(by_dir.join("report.md")).unwrap();
+    assert!(
+        report.contains("## Subgroup audit") && report.contains("### Localization by subgroup")
+    );
+
     // Two inputs named alike: two results, neither overwriting the other.
     let film = std::fs::read_dir(data.join("images"))
         .unwrap()

@@ -143,6 +143,14 @@ pub struct EvalArgs {
     /// Exit 0 even when inputs were skipped (each is still named, with its reason).
     #[arg(long)]
     allow_skips: bool,
+    /// Audit subgroups (as `chestx auc --by`: sex, view, age, follow-up, any column): AUC and its
+    /// gap to the rest with patient-level intervals, sensitivity/specificity at the validation
+    /// thresholds, calibration, and localization by subgroup.
+    #[arg(long)]
+    by: Vec<String>,
+    /// Where the --by columns and patients are read (default: the dataset's Data_Entry or CSV).
+    #[arg(long)]
+    meta: Option<PathBuf>,
     #[command(flatten)]
     boxes: BoxArgs,
 }
@@ -171,6 +179,12 @@ pub fn run_eval(a: EvalArgs) -> Result<ExitCode> {
         batch_size: a.batch,
         boxes: a.box_list.clone(),
         localizer: a.boxes.localizer()?,
+        by: match a.by.is_empty() {
+            true => Vec::new(),
+            false => chestx_eval::audit::parse_by(&a.by.join(","))
+                .map_err(|e| anyhow::anyhow!("--by: {e}"))?,
+        },
+        meta: a.meta.clone(),
     };
     let pb = progress(0, "evaluating", 0);
     let r = evaluate(&run, &out, &opts, &|i, n| {
