@@ -63,6 +63,7 @@ pub fn load(dir: &Path) -> Result<EvalView, String> {
             v[key] = name.into();
         }
     }
+    let subgroups = largest_gaps(&v["subgroups"]["audit"]);
     let summary = serde_json::json!({
         "run": v["run"],
         "checkpoint": v["checkpoint"],
@@ -74,11 +75,34 @@ pub fn load(dir: &Path) -> Result<EvalView, String> {
         "thresholds": v["thresholds"],
         "has_roc": roc.is_some(),
         "cases": gallery,
+        "subgroups": subgroups,
     });
     Ok(EvalView {
         summary,
         overlays,
         roc,
+    })
+}
+
+/// The audit's largest gaps (an evaluation with `--by`), in its order: `null` without an audit.
+fn largest_gaps(audit: &serde_json::Value) -> serde_json::Value {
+    let Some(rows) = audit["subgroups"].as_array() else {
+        return serde_json::Value::Null;
+    };
+    let pick = |i: &serde_json::Value| {
+        let g = &rows[i.as_u64().unwrap_or(u64::MAX) as usize];
+        serde_json::json!({
+            "finding": g["finding"], "partition": g["partition"], "group": g["group"],
+            "positives": g["positives"], "negatives": g["negatives"], "auc": g["auc"],
+            "rest_auc": g["rest_auc"], "gap": g["gap"], "gap_ci95": g["gap_ci95"],
+        })
+    };
+    let valid = |i: &&serde_json::Value| i.as_u64().is_some_and(|i| (i as usize) < rows.len());
+    serde_json::json!({
+        "unit": audit["bootstrap"]["unit"],
+        "resamples": audit["bootstrap"]["resamples"],
+        "partitions": audit["partitions"].as_array().map(|p| p.iter().map(|x| x["name"].clone()).collect::<Vec<_>>()),
+        "largest": audit["largest_gaps"].as_array().map(|l| l.iter().filter(valid).map(pick).collect::<Vec<_>>()),
     })
 }
 
@@ -105,5 +129,35 @@ mod tests {
             .err()
             .unwrap()
             .contains("chestx eval"));
+    }
+
+    #[test]
+    fn the_audits_largest_gaps_are_served_in_its_order_and_nothing_else_of_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let row = |group: &str, gap: f64| {
+            serde_json::json!({"finding": "Mass", "partition": "sex", "group": group, "positives": 40,
+                "negatives": 90, "auc": 0.8, "rest_auc": 0.8 - gap, "gap": gap, "gap_ci95": [gap - 0.1, gap + 0.1],
+                "ece": 0.01, "small": false})
+        };
+        let results = serde_json::json!({
+            "run": "r", "checkpoint": "c", "split": "test", "images": 2, "mean_auc": 0.5, "method": "m",
+            "classes": [], "thresholds": null, "overlays": [],
+            "subgroups": {"metadata": "/srv/data/Data_Entry.csv", "audit": {
+                "bootstrap": {"unit": "patient", "resamples": 50},
+                "partitions": [{"name": "sex", "column": "Patient Gender", "groups": ["F", "M"]}],
+                "subgroups": [row("F", 0.02), row("M", -0.02)],
+                "largest_gaps": [1, 7]
+            }}
+        });
+        std::fs::write(tmp.path().join("results.json"), results.to_string()).unwrap();
+        let v = load(tmp.path()).unwrap().summary;
+        let largest = v["subgroups"]["largest"].as_array().unwrap();
+        assert_eq!(largest.len(), 1, "an index past the rows is dropped");
+        assert_eq!(largest[0]["group"], "M");
+        assert_eq!(v["subgroups"]["unit"], "patient");
+        assert!(
+            !v.to_string().contains("/srv/data"),
+            "server paths stay on the server"
+        );
     }
 }

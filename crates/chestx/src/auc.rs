@@ -332,7 +332,7 @@ fn reliability_diagram(dir: &Path, audit: &Audit) -> Result<()> {
         .filter_map(|f| {
             let r = f.calibration.as_ref()?;
             Some(Panel {
-                title: format!("{} (ECE {:.3})", f.finding, r.ece),
+                title: format!("{} (ECE {:.4})", f.finding, r.ece),
                 reliability: r,
             })
         })

@@ -168,6 +168,8 @@ fn the_viewer_draws_films_heatmaps_boxes_and_report_evidence() {
             "8",
             "--bootstrap",
             "50",
+            "--by",
+            "follow-up",
             "--run",
         ])
         .arg(&run)

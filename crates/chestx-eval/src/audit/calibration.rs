@@ -56,6 +56,9 @@ pub fn reliability(scores: &[f64], truth: &[bool]) -> Option<Reliability> {
     Some(Reliability { ece, bins })
 }
 
+/// Bins with fewer cases are drawn hollow in the diagram.
+pub const FEW: usize = 10;
+
 /// One panel of the diagram.
 pub struct Panel<'a> {
     pub title: String,
@@ -94,12 +97,14 @@ where
             .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))
             .map_err(|x| e(&x))?;
         // A bar per bin at its observed frequency; the gap to the diagonal is the miscalibration.
+        // Bins of fewer than FEW cases are drawn hollow: their frequency is mostly chance.
         let bars = panel.reliability.bins.iter().filter_map(|b| {
             b.observed.map(|o| {
-                Rectangle::new(
-                    [(b.lo + 0.01, 0.0), (b.hi - 0.01, o)],
-                    BLUE.mix(0.55).filled(),
-                )
+                let style = match b.count < FEW {
+                    true => BLUE.stroke_width(1),
+                    false => BLUE.mix(0.55).filled(),
+                };
+                Rectangle::new([(b.lo + 0.01, 0.0), (b.hi - 0.01, o)], style)
             })
         });
         chart.draw_series(bars).map_err(|x| e(&x))?;

@@ -7,6 +7,11 @@ fn num(x: Option<f64>) -> String {
     x.map_or("n/a".into(), |x| format!("{x:.3}"))
 }
 
+/// ECEs of rare findings are small: four decimals keep them apart.
+fn ece(x: Option<f64>) -> String {
+    x.map_or("n/a".into(), |x| format!("{x:.4}"))
+}
+
 fn ci(x: Option<(f64, f64)>) -> String {
     x.map_or("-".into(), |(l, h)| format!("{l:.3}–{h:.3}"))
 }
@@ -94,7 +99,7 @@ pub fn markdown(a: &Audit) -> String {
                 signed(g.gap),
                 ci(g.gap_ci95),
                 sens_spec(g.operating),
-                num(g.ece),
+                ece(g.ece),
                 if g.small { "small" } else { verdict(g) }
             );
         }
@@ -157,7 +162,7 @@ fn overall(md: &mut String, a: &Audit) {
             sens_spec(f.operating),
             num(f.in_sample.map(|o| o.threshold)),
             sens_spec(f.in_sample),
-            num(f.calibration.as_ref().map(|c| c.ece))
+            ece(f.calibration.as_ref().map(|c| c.ece))
         );
     }
     let aucs: Vec<f64> = a.findings.iter().filter_map(|f| f.auc).collect();

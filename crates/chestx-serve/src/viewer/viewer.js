@@ -323,6 +323,7 @@ function showEvaluation(e) {
     roc.hidden = false;
     authImage(roc, "/v1/eval/roc.png");
   }
+  if (e.subgroups) showGaps(e.subgroups);
   evaluation.cases = e.cases;
   const findings = [...new Set(e.cases.map((c) => c.finding))];
   for (const f of findings) {
@@ -333,6 +334,28 @@ function showEvaluation(e) {
   for (const id of ["gallery-finding", "gallery-outcome"]) $(id).addEventListener("change", gallery);
   gallery();
   document.body.dataset.evaluation = "shown";
+}
+
+// The subgroup audit (an evaluation run with --by): its largest gaps, as the report leads with them.
+function showGaps(sub) {
+  $("gaps").hidden = false;
+  $("gaps-caption").textContent = `Subgroups (${(sub.partitions || []).join(", ")}) whose AUC falls furthest below the rest; ` +
+    `95% intervals from ${sub.resamples} paired bootstrap resamples over ${sub.unit === "patient" ? "patients" : "films"}`;
+  const body = $("gaps-table").querySelector("tbody");
+  for (const g of sub.largest || []) {
+    const tr = document.createElement("tr");
+    const ci = g.gap_ci95 ? ` (${fmt(g.gap_ci95[0])} – ${fmt(g.gap_ci95[1])})` : "";
+    cell(tr, g.finding);
+    cell(tr, `${g.partition} = ${g.group}`);
+    cell(tr, `${g.positives} / ${g.negatives}`);
+    cell(tr, fmt(g.auc));
+    cell(tr, fmt(g.rest_auc));
+    cell(tr, `${g.gap >= 0 ? "+" : ""}${fmt(g.gap)}${ci}`);
+    if (g.gap_ci95 && g.gap_ci95[1] < 0) tr.className = "gap-worse";
+    body.append(tr);
+  }
+  $("gaps-none").hidden = (sub.largest || []).length > 0;
+  $("gaps-table").hidden = !$("gaps-none").hidden;
 }
 
 // Images under /v1/ need the token too, which an <img src> cannot send: fetched, shown as blobs.

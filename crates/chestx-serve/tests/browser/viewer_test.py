@@ -112,6 +112,14 @@ def evaluation(d, url, out):
     boxed = [c for c in e["cases"] if c["truth"]]
     green = count(img, near((0, 220, 0), 30))
     check(not boxed or green > 50, f"true boxes visible in the gallery ({green} green pixels, {len(boxed)} boxed overlays)")
+    sub = e.get("subgroups")
+    check(sub is not None, "the evaluation carries its subgroup audit (eval --by)")
+    largest = sub["largest"] or []
+    gap_rows = d.find_elements(By.CSS_SELECTOR, "#gaps-table tbody tr")
+    check(len(gap_rows) == len(largest), f"largest subgroup gaps: {len(largest)} rows")
+    check(d.find_element(By.ID, "gaps").is_displayed(), "the subgroup section is shown")
+    shown = d.find_element(By.ID, "gaps-table" if largest else "gaps-none")
+    check(shown.is_displayed(), "gaps table, or the line saying there are none, is visible")
     for outcome in ("hit", "miss", "false_box", "clear"):
         d.execute_script(f"const s = document.getElementById('gallery-outcome'); s.value = '{outcome}'; s.dispatchEvent(new Event('change'))")
         want = sum(1 for c in e["cases"] if c["outcome"] == outcome)
