@@ -1,9 +1,6 @@
 //! ROC AUC computed from ranks (the Mann-Whitney U statistic), with tied scores given their average
-//! rank — the definition that reproduces published AUCs to the last digit — plus seeded bootstrap
-//! confidence intervals and ROC curve points.
-
-use rand::Rng;
-use rand::SeedableRng;
+//! rank — the definition that reproduces published AUCs to the last digit — ROC curve points and
+//! Youden thresholds. Bootstrap intervals (over patients) are the audit's: [`crate::audit`].
 
 /// ROC AUC of `scores` for binary `labels`; `None` when one class is absent.
 pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
@@ -34,44 +31,6 @@ fn auc_from_sorted(idx: &[usize], scores: &[f64], labels: &[bool]) -> Option<f64
         i = j;
     }
     Some((rank_sum - n_pos * (n_pos + 1.0) / 2.0) / (n_pos * n_neg))
-}
-
-/// Percentile bootstrap interval for the AUC: resample cases with replacement `n` times (seeded),
-/// skipping resamples with one class only. Returns `(low, high)` at `level` (e.g. 0.95).
-pub fn bootstrap_auc_ci(
-    scores: &[f64],
-    labels: &[bool],
-    n: usize,
-    level: f64,
-    seed: u64,
-) -> Option<(f64, f64)> {
-    let len = scores.len();
-    if len == 0 || n == 0 {
-        return None;
-    }
-    // Sort once; a resample is then a multiset of sorted positions, so each AUC is a linear pass.
-    let mut order: Vec<usize> = (0..len).collect();
-    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let mut counts = vec![0u32; len];
-    let mut aucs = Vec::with_capacity(n);
-    let mut idx = Vec::with_capacity(len);
-    for _ in 0..n {
-        counts.iter_mut().for_each(|c| *c = 0);
-        for _ in 0..len {
-            counts[rng.random_range(0..len)] += 1;
-        }
-        idx.clear();
-        for &k in &order {
-            for _ in 0..counts[k] {
-                idx.push(k);
-            }
-        }
-        if let Some(a) = auc_from_sorted(&idx, scores, labels) {
-            aucs.push(a);
-        }
-    }
-    percentile_interval(aucs, level)
 }
 
 /// The central `level` interval of bootstrap estimates (nearest-rank percentiles); `None` when
@@ -169,22 +128,6 @@ mod tests {
             .map(|w| (w[1].0 - w[0].0) * (w[1].1 + w[0].1) / 2.0)
             .sum();
         assert!((area - roc_auc(&s, &l).unwrap()).abs() < 1e-12);
-    }
-
-    #[test]
-    fn bootstrap_interval_is_seeded_and_brackets_the_auc() {
-        let s: Vec<f64> = (0..200).map(|i| ((i * 37) % 101) as f64 / 101.0).collect();
-        let l: Vec<bool> = s
-            .iter()
-            .enumerate()
-            .map(|(i, &x)| x + (i % 7) as f64 * 0.05 > 0.6)
-            .collect();
-        let auc = roc_auc(&s, &l).unwrap();
-        let a = bootstrap_auc_ci(&s, &l, 300, 0.95, 7).unwrap();
-        let b = bootstrap_auc_ci(&s, &l, 300, 0.95, 7).unwrap();
-        assert_eq!(a, b);
-        assert!(a.0 < auc && auc < a.1, "{a:?} vs {auc}");
-        assert!(a.1 - a.0 < 0.2);
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub mod overlay;
 pub mod plot;
 pub mod tables;
 
-pub use auc::{bootstrap_auc_ci, percentile_interval, roc_auc, roc_curve, youden_threshold};
+pub use auc::{percentile_interval, roc_auc, roc_curve, youden_threshold};
 pub use boxes::{boxes_from_heatmap, localization, Detection, Heatmap, LocCase, LocScore, Overlap};
 pub use labels::{
     read_gold, read_predictions, score_labels, FindingScore, LabelScores, LabelTable,

@@ -8,11 +8,12 @@ use crate::subgroups::{by_subgroup, Asked, Scored, SubgroupResults};
 use crate::{youden_threshold, InferError, Run, Thresholds};
 use chestx_core::{BBox, Finding};
 use chestx_data::{epoch_order, Dataset, Loader, LoaderConfig, NihDataset, Sample, Split};
+use chestx_eval::audit::clustered_auc_ci;
 use chestx_eval::audit::GroupSpec;
 use chestx_eval::boxes::{
     localization, BoxQuality, LocCase, LocScore, Overlap, IOBB_THRESHOLDS, IOU_THRESHOLDS,
 };
-use chestx_eval::{bootstrap_auc_ci, roc_auc, roc_curve};
+use chestx_eval::{roc_auc, roc_curve};
 use chestx_image::Gray;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -148,8 +149,9 @@ impl OverlayOutcome {
 struct Gathered {
     probs: Vec<Vec<f32>>,
     truth: Vec<Vec<f32>>,
-    /// The image of each row of `probs`.
+    /// The image of each row of `probs`, and its patient.
     images: Vec<String>,
+    patients: Vec<u64>,
     failed: Vec<String>,
     /// Per class: images with true boxes, and the row of each.
     cases: Vec<Vec<LocCase>>,
@@ -433,6 +435,7 @@ fn gather(s: &Setup, progress: &dyn Fn(usize, usize)) -> Result<Gathered, InferE
             g.probs.push(pk.to_vec());
             g.truth.push(yk.to_vec());
             g.images.push(s.samples[si].image.clone());
+            g.patients.push(s.samples[si].patient);
             let boxed = s.has_boxes(&s.samples[si].image);
             score_image(s, &mut g, &s.samples[si], pk, yk, &heat[k]);
             let want_overlay = g.kept.len() < s.opts.overlays && (boxed || plain_overlays > 0);
@@ -519,9 +522,13 @@ fn class_results(s: &Setup, g: &Gathered) -> (Vec<ClassResult>, Vec<chestx_eval:
             finding: f.name().to_string(),
             positives: t.iter().filter(|&&x| x).count(),
             auc,
-            ci95: bootstrap_auc_ci(
-                &sc,
-                &t,
+            ci95: clustered_auc_ci(
+                &g.probs.iter().map(|p| p[ci] as f64).collect::<Vec<_>>(),
+                &g.truth
+                    .iter()
+                    .map(|t| (!t[ci].is_nan()).then_some(t[ci] > 0.5))
+                    .collect::<Vec<_>>(),
+                &g.patients,
                 s.opts.bootstrap,
                 0.95,
                 s.opts.seed.wrapping_add(ci as u64),
@@ -618,7 +625,8 @@ pub fn markdown(r: &EvalResults) -> String {
         ));
     }
     s.push_str(
-        "\n\n## Classification\n\n| finding | positives | AUC | 95% CI |\n|---|---:|---:|---|\n",
+        "\n\n## Classification\n\n95% intervals: percentile bootstrap over patients (each with all their \
+         films).\n\n| finding | positives | AUC | 95% CI |\n|---|---:|---:|---|\n",
     );
     for c in &r.classes {
         let auc = c.auc.map_or("n/a".into(), |a| format!("{a:.4}"));

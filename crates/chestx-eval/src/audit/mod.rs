@@ -195,6 +195,44 @@ pub fn audit(input: &AuditInput, opt: &AuditOptions) -> Audit {
     }
 }
 
+/// The bootstrap interval of one AUC with `clusters` (patients) resampled whole: what `chestx eval`
+/// reports beside each finding. `truth[i]` is `None` where the label is unknown.
+pub fn clustered_auc_ci(
+    scores: &[f64],
+    truth: &[Option<bool>],
+    clusters: &[u64],
+    resamples: usize,
+    level: f64,
+    seed: u64,
+) -> Option<(f64, f64)> {
+    let mut dense = std::collections::HashMap::new();
+    let patients = clusters
+        .iter()
+        .map(|c| {
+            let next = dense.len() as u32;
+            *dense.entry(*c).or_insert(next)
+        })
+        .collect();
+    let input = AuditInput {
+        findings: vec![String::new()],
+        scores: vec![scores.to_vec()],
+        truth: vec![truth.to_vec()],
+        partitions: Vec::new(),
+        patients: Some(patients),
+        thresholds: None,
+    };
+    let ranked = [Ranked::new(scores, truth)];
+    let layout = Layout::new(&[], scores.len());
+    let opt = AuditOptions {
+        resamples,
+        seed,
+        unit: Unit::Patient,
+        level,
+    };
+    let r = resample_all(&input, &ranked, &layout, &opt, Unit::Patient);
+    interval(&r, level, |x| x.overall[0])
+}
+
 /// Youden's J on the audited predictions themselves.
 fn in_sample(input: &AuditInput) -> ThresholdSet {
     ThresholdSet {

@@ -95,3 +95,19 @@ fn thresholds_from_elsewhere_are_used_and_sensitivity_follows_them() {
     let i = a.findings[0].in_sample.unwrap();
     assert!(i.specificity.unwrap() > 0.5);
 }
+
+#[test]
+fn a_clustered_interval_is_the_audits_own_for_one_finding() {
+    let input = study();
+    let clusters: Vec<u64> = input
+        .patients
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|&p| p as u64 * 7 + 3)
+        .collect();
+    let direct = clustered_auc_ci(&input.scores[0], &input.truth[0], &clusters, 300, 0.95, 5);
+    let a = audit(&input, &options(Unit::Patient));
+    assert_eq!(direct, a.findings[0].ci95);
+    assert!(direct.is_some());
+}
