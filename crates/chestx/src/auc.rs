@@ -137,8 +137,6 @@ struct AucReport {
     mean_auc: Option<f64>,
     /// How many classes the mean is over.
     classes_averaged: usize,
-    /// Findings the predictions have no column for.
-    missing_findings: Vec<String>,
 }
 
 pub fn run(a: AucArgs) -> Result<ExitCode> {
@@ -153,7 +151,7 @@ pub fn run(a: AucArgs) -> Result<ExitCode> {
         let findings: Vec<Finding> = input.findings.iter().map(|f| f.parse().unwrap()).collect();
         input.thresholds = Some(thresholds_from(p, labels, &findings, &options)?);
     }
-    let audit = audit(
+    let mut audit = audit(
         &input,
         &AuditOptions {
             resamples: a.bootstrap,
@@ -162,6 +160,11 @@ pub fn run(a: AucArgs) -> Result<ExitCode> {
             level: 0.95,
         },
     );
+    audit.missing_findings = Finding::DISEASES
+        .iter()
+        .filter(|f| !input.findings.iter().any(|x| x == f.name()))
+        .map(|f| f.name().to_string())
+        .collect();
     if let Some(dir) = &a.plots {
         reliability_diagram(dir, &audit)?;
     }
@@ -169,20 +172,9 @@ pub fn run(a: AucArgs) -> Result<ExitCode> {
     let report = AucReport {
         mean_auc: (!valid.is_empty()).then(|| valid.iter().sum::<f64>() / valid.len() as f64),
         classes_averaged: valid.len(),
-        missing_findings: Finding::DISEASES
-            .iter()
-            .filter(|f| !input.findings.iter().any(|x| x == f.name()))
-            .map(|f| f.name().to_string())
-            .collect(),
         audit,
     };
-    let mut md = markdown(&report.audit);
-    if !report.missing_findings.is_empty() {
-        md.push_str(&format!(
-            "No prediction column for: {} (left out of the mean).\n",
-            report.missing_findings.join(", ")
-        ));
-    }
+    let md = markdown(&report.audit);
     emit_report(&md, &report, a.markdown.as_deref(), a.json.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }

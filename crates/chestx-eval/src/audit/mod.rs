@@ -138,6 +138,9 @@ pub struct Audit {
     pub groups: Vec<GroupAudit>,
     /// Indices into `subgroups` of the largest gaps among subgroups that are not small, largest first.
     pub largest_gaps: Vec<usize>,
+    /// Findings the labels know but the predictions have no column for (set by the caller, which
+    /// knows the label set): the mean is over the others, and the report says which are missing.
+    pub missing_findings: Vec<String>,
 }
 
 /// Bootstrap AUCs of one resample: overall, and per finding × global group for group and rest.
@@ -181,6 +184,7 @@ pub fn audit(input: &AuditInput, opt: &AuditOptions) -> Audit {
         },
         thresholds_source: thresholds.source.clone(),
         largest_gaps: largest_gaps(&groups),
+        missing_findings: Vec::new(),
         findings,
         partitions: input
             .partitions

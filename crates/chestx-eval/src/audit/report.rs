@@ -171,8 +171,15 @@ fn overall(md: &mut String, a: &Audit) {
             md,
             "| **mean** ({} of {} findings) | | | **{:.4}** | | | | | |",
             aucs.len(),
-            a.findings.len(),
+            a.findings.len() + a.missing_findings.len(),
             aucs.iter().sum::<f64>() / aucs.len() as f64
+        );
+    }
+    if !a.missing_findings.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nNo prediction column for: {} (left out of the mean).",
+            a.missing_findings.join(", ")
         );
     }
     let _ = writeln!(
