@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
 # Project-local Python environment with PyTorch 2.11 (the libtorch that tch 0.24 links against, and the
-# version on the GPU machine) plus torchvision for the parity and benchmark reference scripts.
+# version on the GPU machine) plus torchvision for the parity and benchmark reference scripts; and
+# CMake, which the build needs for CharLS (JPEG-LS).
 # Idempotent: does nothing when the pinned versions are already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${CHESTX_VENV:-.venv}"
+# CMake builds CharLS, the JPEG-LS codec dicom-pixeldata links for DICOM JPEG-LS transfer syntaxes.
+if ! command -v cmake >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends cmake >/dev/null
+fi
 TORCH="2.11.0"
 TORCHVISION="0.26.0"
 if [ ! -x "$VENV/bin/python" ]; then

@@ -1,7 +1,8 @@
 //! DICOM radiographs to display-ready grayscale, and the header fields a chest X-ray database needs.
 //!
-//! Parsing and pixel-data decoding (uncompressed, JPEG baseline/lossless, JPEG 2000, RLE) are
-//! dicom-rs's. The display pipeline is ours and follows PS3.3 C.11: stored values → modality LUT
+//! Parsing and the compressed codecs (JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000, RLE) are
+//! dicom-rs's; [`pixels`] turns a frame's stored samples into numbers for every layout a PACS sends.
+//! The display pipeline is ours and follows PS3.3 C.11: stored values → modality LUT
 //! (rescale slope/intercept) → VOI (the file's first window centre/width with the linear function of
 //! C.11.2.1.2.1, or, when the file has none, the full range of its values) → MONOCHROME1 inverted so that
 //! air is dark in every output, as on a film.
@@ -9,14 +10,16 @@
 //! Old ACR-NEMA files without preamble or file meta group are read as implicit VR little endian (the
 //! only encoding that standard had); anything else that is not DICOM fails with a message naming why.
 
+mod pixels;
+
 use crate::Gray;
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_object::{DefaultDicomObject, FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
-use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder, VoiLutOption};
 use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use std::io::Read;
 use std::path::Path;
 
 /// The header of one DICOM image: what `inspect` shows and `ingest` indexes.
@@ -78,12 +81,15 @@ pub fn looks_like_dicom(bytes: &[u8]) -> bool {
 /// Leading bytes that tell a file's form: the Part-10 magic sits at 128..132.
 const MAGIC_LEN: usize = 132;
 
+/// The most a file meta group may claim (a few hundred bytes in practice).
+const META_MAX: u64 = 64 * 1024;
+
 fn open(bytes: &[u8], header_only: bool) -> Result<(DefaultDicomObject, bool), String> {
     open_from(bytes, bytes, header_only)
 }
 
-/// Parse a DICOM file whose first bytes are `head` (at least [`MAGIC_LEN`] of them where the file
-/// has them: enough to tell its form) and which `data` reads from its start, as far as needed.
+/// Parse a DICOM file whose first bytes are `head` (the file meta group at least, where the file
+/// has one: enough to tell its form) and which `data` reads from its start, as far as needed.
 fn open_from(
     head: &[u8],
     data: impl std::io::Read,
@@ -98,6 +104,17 @@ fn open_from(
             o
         }
     };
+    if let Some((meta, start)) = implicit_despite_meta(head) {
+        let mut data = data;
+        let skip: &mut dyn std::io::Read = &mut data;
+        std::io::copy(&mut skip.take(start as u64), &mut std::io::sink())
+            .map_err(|e| e.to_string())?;
+        let ts = IMPLICIT_VR_LITTLE_ENDIAN.erased();
+        let obj = InMemDicomObject::read_dataset_with_ts(data, &ts).map_err(|e| {
+            format!("the data set is implicit VR although the file meta says explicit, and not readable so either: {e}")
+        })?;
+        return Ok((obj.with_exact_meta(meta), true));
+    }
     if head.len() >= MAGIC_LEN && &head[128..MAGIC_LEN] == b"DICM" {
         let obj = opts()
             .read_preamble(ReadPreamble::Always)
@@ -132,6 +149,32 @@ fn open_from(
     Ok((obj, false))
 }
 
+/// A Part 10 file whose meta group names an explicit-VR little-endian transfer syntax but whose data
+/// set is written implicit VR (some writers do this; dcmtk and pydicom read them by looking at the
+/// first element): its meta group and where its data set starts. `None` for every other file.
+fn implicit_despite_meta(head: &[u8]) -> Option<(dicom_object::FileMetaTable, usize)> {
+    use std::io::Read;
+    if head.get(128..MAGIC_LEN)? != b"DICM" {
+        return None;
+    }
+    let mut rest = &head[128..];
+    let before = rest.len();
+    let meta = dicom_object::FileMetaTable::from_reader(&mut rest).ok()?;
+    let start = 128 + before - rest.len();
+    // Implicit, big-endian and deflated data sets are what their meta says; only explicit VR
+    // little endian (native or encapsulated pixel data) is second-guessed.
+    if matches!(
+        meta.transfer_syntax(),
+        "1.2.840.10008.1.2" | "1.2.840.10008.1.2.2" | "1.2.840.10008.1.2.1.99"
+    ) {
+        return None;
+    }
+    let mut first = [0u8; 6];
+    (&head[start..]).read_exact(&mut first).ok()?;
+    let explicit_vr = first[4..6].iter().all(u8::is_ascii_uppercase);
+    (!explicit_vr).then_some((meta, start))
+}
+
 /// Every length the data set declares, up to and including the Pixel Data's, must fit in the file.
 /// dicom-rs sets aside a value's declared length before reading it, so without this check a 1 KB
 /// file whose Pixel Data claims 4 GB takes 4 GB of memory before failing. Only element and item
@@ -143,7 +186,14 @@ fn check_declared_lengths(bytes: &[u8]) -> Result<(), String> {
     use std::cell::Cell;
     use std::rc::Rc;
     let pos = Rc::new(Cell::new(0usize));
-    let (start, ts) = if bytes.starts_with(b"DICM") || bytes.get(128..MAGIC_LEN) == Some(b"DICM") {
+    let (start, ts) = if let Some((_, start)) = implicit_despite_meta(bytes) {
+        (
+            start,
+            TransferSyntaxRegistry
+                .get(IMPLICIT_VR_LITTLE_ENDIAN.uid())
+                .expect("registered"),
+        )
+    } else if bytes.starts_with(b"DICM") || bytes.get(128..MAGIC_LEN) == Some(b"DICM") {
         let at = if bytes.starts_with(b"DICM") { 0 } else { 128 };
         let mut meta_reader = Counting::new(&bytes[at..], pos.clone());
         let Ok(meta) = dicom_object::FileMetaTable::from_reader(&mut meta_reader) else {
@@ -314,12 +364,24 @@ pub fn read_info(bytes: &[u8]) -> Result<DicomInfo, String> {
 /// Pixel Data element's header (ACR-NEMA data sets excepted, which are read whole): a header pass
 /// over a hospital export reads kilobytes per file, not the images.
 pub fn read_info_from(mut data: impl std::io::Read) -> Result<DicomInfo, String> {
-    use std::io::Read;
-    let mut head = Vec::with_capacity(MAGIC_LEN);
-    (&mut data)
-        .take(MAGIC_LEN as u64)
-        .read_to_end(&mut head)
-        .map_err(|e| e.to_string())?;
+    let mut head = Vec::with_capacity(1024);
+    let mut more = |head: &mut Vec<u8>, n: u64| {
+        (&mut data)
+            .take(n)
+            .read_to_end(head)
+            .map_err(|e| e.to_string())
+    };
+    more(&mut head, MAGIC_LEN as u64)?;
+    if head.get(128..MAGIC_LEN) == Some(b"DICM".as_slice()) {
+        // The meta group: its length element (tag, VR, length, value), the rest of the group, then
+        // the data set's first element header, whose VR shows how the data set is really encoded.
+        more(&mut head, 12)?;
+        if head.get(MAGIC_LEN..MAGIC_LEN + 6) == Some([2, 0, 0, 0, b'U', b'L'].as_slice()) {
+            let len = u32::from_le_bytes(head[MAGIC_LEN + 8..MAGIC_LEN + 12].try_into().unwrap());
+            more(&mut head, u64::from(len).min(META_MAX))?;
+        }
+        more(&mut head, 8)?;
+    }
     let (obj, part10) = open_from(&head, std::io::Cursor::new(&head).chain(data), true)?;
     info_of(&obj, part10)
 }
@@ -355,60 +417,52 @@ fn decode_unguarded(bytes: &[u8]) -> Result<(Gray, DicomInfo), String> {
     if obj.get(tags::PIXEL_DATA).is_none() {
         return Err("no Pixel Data (7FE0,0010)".into());
     }
-    let px = obj.decode_pixel_data_frame(0).map_err(|e| {
-        format!(
-            "cannot decode pixel data ({}): {e}",
-            info.transfer_syntax_name
-        )
-    })?;
-    let (w, h) = (px.columns(), px.rows());
-    let n = (w as usize) * (h as usize);
-    let spp = px.samples_per_pixel() as usize;
-    let data: Vec<f32> = if spp == 1 {
-        // Modality LUT only; the VOI step is below, where MONOCHROME1 and missing windows are handled.
-        let opts = ConvertOptions::new()
-            .with_modality_lut(ModalityLutOption::Default)
-            .with_voi_lut(VoiLutOption::Identity);
-        let v: Vec<f64> = px
-            .to_vec_frame_with_options(0, &opts)
-            .map_err(|e| format!("cannot convert pixel values: {e}"))?;
-        if v.len() < n {
-            return Err(format!("pixel data holds {} values for {w}×{h}", v.len()));
-        }
-        let v = &v[..n];
-        let mut out: Vec<f32> = match info.window {
-            Some((c, ww)) => v.iter().map(|&x| window_linear(x, c, ww)).collect(),
-            None => {
-                let (lo, hi) = v
-                    .iter()
-                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &x| {
-                        (l.min(x), h.max(x))
-                    });
-                let span = if hi > lo { hi - lo } else { 1.0 };
-                v.iter().map(|&x| ((x - lo) / span) as f32).collect()
-            }
-        };
-        if info.photometric.eq_ignore_ascii_case("MONOCHROME1") {
-            out.iter_mut().for_each(|x| *x = 1.0 - *x);
-        }
-        out
-    } else if spp == 3 {
-        // Colour (rare for radiographs, seen in secondary captures): luminance, Rec. 601 weights.
-        let v: Vec<f32> = px
-            .to_vec_frame(0)
-            .map_err(|e| format!("cannot convert pixel values: {e}"))?;
-        if v.len() < 3 * n {
-            return Err(format!("pixel data holds {} values for {w}×{h}×3", v.len()));
-        }
-        let max = ((1u32 << px.bits_stored().clamp(1, 16)) - 1) as f32;
-        v.chunks_exact(3)
-            .take(n)
-            .map(|p| ((0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]) / max).clamp(0.0, 1.0))
-            .collect()
-    } else {
-        return Err(format!("{spp} samples per pixel is not a radiograph"));
+    let layout = pixels::Layout {
+        width: info.columns as usize,
+        height: info.rows as usize,
+        samples_per_pixel: info.samples_per_pixel as usize,
+        bits_allocated: info.bits_allocated,
+        bits_stored: match info.bits_stored {
+            0 => info.bits_allocated,
+            b => b.min(info.bits_allocated.max(1)),
+        },
+        signed: int(&obj, tags::PIXEL_REPRESENTATION) == Some(1),
+        planar: int(&obj, tags::PLANAR_CONFIGURATION) == Some(1),
+        photometric: info.photometric.to_ascii_uppercase(),
+    };
+    let big_endian = info.transfer_syntax == "1.2.840.10008.1.2.2";
+    let (frame, layout) = pixels::first_frame(&obj, layout, big_endian)
+        .map_err(|e| format!("{e} ({})", info.transfer_syntax_name))?;
+    let (w, h) = (layout.width as u32, layout.height as u32);
+    let data = match layout.samples_per_pixel {
+        1 => display(&pixels::gray_values(&frame, &layout), &info),
+        3 => pixels::luminance(&frame, &layout),
+        spp => return Err(format!("{spp} samples per pixel is not a radiograph")),
     };
     Ok((Gray::new(w, h, data), info))
+}
+
+/// Stored values to display: modality LUT (rescale), then the VOI window (the file's first, else
+/// the full range of values), then MONOCHROME1 inverted.
+fn display(stored: &[f64], info: &DicomInfo) -> Vec<f32> {
+    let (slope, intercept) = info.rescale;
+    let v = stored.iter().map(|&x| x * slope + intercept);
+    let mut out: Vec<f32> = match info.window {
+        Some((c, ww)) => v.map(|x| window_linear(x, c, ww)).collect(),
+        None => {
+            let (lo, hi) = v
+                .clone()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| {
+                    (l.min(x), h.max(x))
+                });
+            let span = if hi > lo { hi - lo } else { 1.0 };
+            v.map(|x| ((x - lo) / span) as f32).collect()
+        }
+    };
+    if info.photometric.eq_ignore_ascii_case("MONOCHROME1") {
+        out.iter_mut().for_each(|x| *x = 1.0 - *x);
+    }
+    out
 }
 
 /// Decode a DICOM file (see [`decode`]).
