@@ -29,37 +29,106 @@ pub fn write_atomic_with(
     path: &Path,
     write: impl FnOnce(&Path) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
+    let tmp = temporary_beside(path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    write_atomic_at(path, &tmp, write)
+}
+
+/// A hidden temporary name beside `path`, unique per process and call (concurrent writers of one
+/// folder never share one), its folder created.
+fn temporary_beside(path: &Path) -> std::io::Result<std::path::PathBuf> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static SERIAL: AtomicU64 = AtomicU64::new(0);
-    let named =
-        |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    std::fs::create_dir_all(dir).map_err(named)?;
+    std::fs::create_dir_all(dir)?;
     let name = path
         .file_name()
         .map_or("out".into(), |n| n.to_string_lossy());
-    // Hidden, unique per process and call: concurrent writers of one folder never share a temporary.
-    let tmp = dir.join(format!(
+    Ok(dir.join(format!(
         ".{name}.{}.{}.tmp",
         std::process::id(),
         SERIAL.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = write(&tmp)
-        .and_then(|()| File::open(&tmp)?.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, path));
+    )))
+}
+
+/// Fill `tmp` with `write`, sync it, rename it over `path`, sync the folder; on failure remove `tmp`.
+fn write_atomic_at(
+    path: &Path,
+    tmp: &Path,
+    write: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let named =
+        |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    let result = write(tmp)
+        .and_then(|()| File::open(tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(tmp, path));
     if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(tmp);
         return Err(named(e));
     }
     // The rename is durable once the folder's entry is (best effort: not every platform can open
     // a folder for syncing).
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// A file written through a hidden temporary beside it and renamed into place by
+/// [`AtomicFile::commit`], for outputs filled bit by bit while other work goes on (a streaming job
+/// writing several files at once). Dropped uncommitted, the temporary goes and `path` is untouched.
+pub struct AtomicFile {
+    path: std::path::PathBuf,
+    tmp: std::path::PathBuf,
+    file: Option<std::io::BufWriter<File>>,
+}
+
+impl AtomicFile {
+    pub fn create(path: &Path) -> std::io::Result<AtomicFile> {
+        let named =
+            |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+        let tmp = temporary_beside(path).map_err(named)?;
+        let file = File::create(&tmp).map_err(named)?;
+        Ok(AtomicFile {
+            path: path.to_path_buf(),
+            tmp,
+            file: Some(std::io::BufWriter::with_capacity(1 << 16, file)),
+        })
+    }
+
+    /// Flush, sync and rename over the target (see [`write_atomic_with`] for the guarantees).
+    pub fn commit(mut self) -> std::io::Result<()> {
+        let file = self.file.take().expect("committed once");
+        let path = self.path.clone();
+        let tmp = self.tmp.clone();
+        write_atomic_at(&path, &tmp, move |_| {
+            file.into_inner().map(drop).map_err(|e| e.into_error())
+        })
+    }
+}
+
+impl std::io::Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.as_mut().expect("not committed").write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.as_mut().expect("not committed").flush()
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// [`write_atomic_with`] for bytes in memory.
@@ -102,6 +171,28 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("out.json")]);
+    }
+
+    #[test]
+    fn an_atomic_file_appears_on_commit_and_not_before_or_when_dropped() {
+        use std::io::Write;
+        let d = scratch("atomicfile");
+        let p = d.join("labels.csv");
+        write_atomic(&p, b"old").unwrap();
+        let mut f = AtomicFile::create(&p).unwrap();
+        f.write_all(b"new").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"old", "not before the commit");
+        f.commit().unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        let mut g = AtomicFile::create(&p).unwrap();
+        g.write_all(b"half").unwrap();
+        drop(g); // a job that failed midway
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        assert_eq!(
+            std::fs::read_dir(&d).unwrap().count(),
+            1,
+            "no temporary left"
+        );
     }
 
     #[test]

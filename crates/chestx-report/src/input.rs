@@ -79,17 +79,33 @@ pub type ReadResult = Result<Report, RecordError>;
 /// folder, a file reached twice — comes back as an error naming it; unrelated files in a folder
 /// (README, images) are not reports and are passed over quietly.
 pub fn read_inputs(paths: &[PathBuf], opts: &ReadOptions) -> Vec<ReadResult> {
-    use chestx_core::walk::{walk, Found};
     let mut out = Vec::new();
+    for_each_input(paths, opts, &mut |r| out.push(r));
+    out
+}
+
+/// [`read_inputs`], handing each record to `out` as it is read: CSV files (and `-`, a CSV on
+/// standard input, which must then be the only path) stream row by row, so memory stays bounded
+/// however large the input; XML, text and archives are read a file at a time.
+pub fn for_each_input(paths: &[PathBuf], opts: &ReadOptions, out: &mut dyn FnMut(ReadResult)) {
+    use chestx_core::walk::{walk, Found};
+    if paths.iter().any(|p| p.as_os_str() == "-") {
+        if paths.len() > 1 {
+            let msg = "`-` (reports on standard input) must be the only input";
+            out(Err(RecordError::new("-", None, msg)));
+            return;
+        }
+        read_csv(std::io::stdin().lock(), "<stdin>", opts, out);
+        return;
+    }
     for f in walk(paths, &|p| report_kind(p).is_some()).found {
         match f {
-            Found::File(p) => read_file(&p, opts, &mut out),
+            Found::File(p) => read_file(&p, opts, out),
             Found::Skipped(p, why) => {
-                out.push(Err(RecordError::new(p.display().to_string(), None, why)))
+                out(Err(RecordError::new(p.display().to_string(), None, why)))
             }
         }
     }
-    out
 }
 
 /// The kind of report file a name says: csv, xml, txt or tar.
@@ -108,30 +124,40 @@ fn report_kind(path: &Path) -> Option<&'static str> {
     }
 }
 
-fn read_file(path: &Path, opts: &ReadOptions, out: &mut Vec<ReadResult>) {
+fn read_file(path: &Path, opts: &ReadOptions, out: &mut dyn FnMut(ReadResult)) {
     let shown = path.display().to_string();
     let Some(kind) = report_kind(path) else {
         let msg = "unknown input type (expected .csv, .xml, .txt, .tgz/.tar.gz/.tar or a folder)";
-        out.push(Err(RecordError::new(shown, None, msg)));
+        out(Err(RecordError::new(shown, None, msg)));
         return;
     };
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default();
+    if kind == "csv" {
+        match std::fs::File::open(path) {
+            Ok(f) => read_csv(BufReader::with_capacity(1 << 16, f), &shown, opts, out),
+            Err(e) => out(Err(RecordError::new(
+                shown,
+                None,
+                format!("cannot read file: {e}"),
+            ))),
+        }
+        return;
+    }
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) => {
             let msg = format!("cannot read file: {e}");
-            out.push(Err(RecordError::new(shown, None, msg)));
+            out(Err(RecordError::new(shown, None, msg)));
             return;
         }
     };
     let stem = file_stem(&name);
     match kind {
-        "csv" => read_csv(&bytes, &shown, opts, out),
-        "xml" => out.push(parse_openi_xml(&bytes, &shown, &stem).and_then(|r| check(r, opts))),
-        "txt" => out.push(read_txt(&bytes, &shown, &stem).and_then(|r| check(r, opts))),
+        "xml" => out(parse_openi_xml(&bytes, &shown, &stem).and_then(|r| check(r, opts))),
+        "txt" => out(read_txt(&bytes, &shown, &stem).and_then(|r| check(r, opts))),
         _ => read_tar(&bytes, name.ends_with(".tar"), &shown, opts, out),
     }
 }
@@ -183,8 +209,10 @@ fn read_txt(bytes: &[u8], origin: &str, stem: &str) -> ReadResult {
     })
 }
 
-fn read_csv(bytes: &[u8], origin: &str, opts: &ReadOptions, out: &mut Vec<ReadResult>) {
-    let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(bytes);
+fn read_csv(source: impl Read, origin: &str, opts: &ReadOptions, out: &mut dyn FnMut(ReadResult)) {
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_reader(source);
     let headers: Vec<String> = match rdr.byte_headers() {
         Ok(h) => h
             .iter()
@@ -192,19 +220,19 @@ fn read_csv(bytes: &[u8], origin: &str, opts: &ReadOptions, out: &mut Vec<ReadRe
             .collect(),
         Err(e) => {
             let msg = format!("cannot read CSV header: {e}");
-            out.push(Err(RecordError::new(origin, None, msg)));
+            out(Err(RecordError::new(origin, None, msg)));
             return;
         }
     };
     if headers.iter().all(|h| h.is_empty()) {
         let msg = "empty CSV: no header row, no reports";
-        out.push(Err(RecordError::new(origin, None, msg)));
+        out(Err(RecordError::new(origin, None, msg)));
         return;
     }
     let (id_col, text_cols) = match csv_columns(&headers, opts) {
         Ok(c) => c,
         Err(msg) => {
-            out.push(Err(RecordError::new(origin, None, msg)));
+            out(Err(RecordError::new(origin, None, msg)));
             return;
         }
     };
@@ -213,11 +241,11 @@ fn read_csv(bytes: &[u8], origin: &str, opts: &ReadOptions, out: &mut Vec<ReadRe
         let here = format!("{origin}:{}", rdr.position().line());
         match rdr.read_byte_record(&mut rec) {
             Ok(false) => break,
-            Ok(true) => out.push(csv_report(&rec, &headers, id_col, &text_cols, here, opts)),
+            Ok(true) => out(csv_report(&rec, &headers, id_col, &text_cols, here, opts)),
             Err(e) => {
                 let fatal = matches!(e.kind(), csv::ErrorKind::Io(_));
                 let msg = format!("malformed CSV row: {e}");
-                out.push(Err(RecordError::new(here, None, msg)));
+                out(Err(RecordError::new(here, None, msg)));
                 if fatal {
                     break;
                 }
@@ -388,7 +416,7 @@ fn read_tar(
     plain: bool,
     origin: &str,
     opts: &ReadOptions,
-    out: &mut Vec<ReadResult>,
+    out: &mut dyn FnMut(ReadResult),
 ) {
     let reader: Box<dyn Read + '_> = if plain {
         Box::new(bytes)
@@ -399,7 +427,7 @@ fn read_tar(
     let entries = match archive.entries() {
         Ok(e) => e,
         Err(e) => {
-            out.push(Err(RecordError::new(
+            out(Err(RecordError::new(
                 origin,
                 None,
                 format!("cannot read archive: {e}"),
@@ -413,7 +441,7 @@ fn read_tar(
             Ok(e) => e,
             Err(e) => {
                 let msg = format!("corrupt archive: {e}: reports after this point were not read");
-                out.push(Err(RecordError::new(origin, None, msg)));
+                out(Err(RecordError::new(origin, None, msg)));
                 broken = true;
                 break;
             }
@@ -429,7 +457,7 @@ fn read_tar(
         let here = format!("{origin}:{member}");
         let mut data = Vec::new();
         if let Err(e) = entry.read_to_end(&mut data) {
-            out.push(Err(RecordError::new(
+            out(Err(RecordError::new(
                 here,
                 None,
                 format!("cannot read archive member: {e}"),
@@ -445,7 +473,7 @@ fn read_tar(
         let msg = format!(
             "archive ends early or is corrupt ({e}): reports after this point were not read"
         );
-        out.push(Err(RecordError::new(origin, None, msg)));
+        out(Err(RecordError::new(origin, None, msg)));
     }
     // Archive order is whatever the packer chose; sort for a stable output order.
     members.sort_by_key(|m| natural_key(&m.0));
@@ -456,7 +484,7 @@ fn read_tar(
         } else {
             read_txt(&data, &here, &stem)
         };
-        out.push(r.and_then(|r| check(r, opts)));
+        out(r.and_then(|r| check(r, opts)));
     }
 }
 

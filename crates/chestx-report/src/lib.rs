@@ -14,7 +14,9 @@ pub mod labeler;
 pub mod rules;
 pub mod text;
 
-pub use input::{read_inputs, ReadOptions, ReadResult, RecordError, Report, Source};
+pub use input::{
+    for_each_input, read_inputs, ReadOptions, ReadResult, RecordError, Report, Source,
+};
 pub use labeler::{Labeler, Labelled, Mention, SectionPolicy};
 pub use rules::{Rules, RulesError};
 pub use text::Section;
