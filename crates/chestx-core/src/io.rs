@@ -39,10 +39,7 @@ pub fn write_atomic_with(
 fn temporary_beside(path: &Path) -> std::io::Result<std::path::PathBuf> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static SERIAL: AtomicU64 = AtomicU64::new(0);
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let dir = folder_of(path);
     std::fs::create_dir_all(dir)?;
     let name = path
         .file_name()
@@ -52,6 +49,14 @@ fn temporary_beside(path: &Path) -> std::io::Result<std::path::PathBuf> {
         std::process::id(),
         SERIAL.fetch_add(1, Ordering::Relaxed)
     )))
+}
+
+/// The folder `path` sits in (`.` for a bare name).
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }
 
 /// Fill `tmp` with `write`, sync it, rename it over `path`, sync the folder; on failure remove `tmp`.
@@ -71,11 +76,7 @@ fn write_atomic_at(
     }
     // The rename is durable once the folder's entry is (best effort: not every platform can open
     // a folder for syncing).
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if let Ok(d) = File::open(dir) {
+    if let Ok(d) = File::open(folder_of(path)) {
         let _ = d.sync_all();
     }
     Ok(())

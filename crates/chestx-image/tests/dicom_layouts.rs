@@ -3,6 +3,8 @@
 //! both byte orders; colour by plane; YBR_FULL_422; an RGB JPEG with no colour-transform marker; a
 //! data set written implicit VR under a meta group that says explicit. Issue 18's DICOM coverage.
 
+mod known_picture;
+
 use chestx_image::dicom::decode;
 use dicom_core::value::PixelFragmentSequence;
 use dicom_core::{DataElement, PrimitiveValue, VR};
@@ -10,6 +12,7 @@ use dicom_dictionary_std::{tags, uids};
 use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use known_picture::correlation;
 
 /// A Pixel Data value: native samples or compressed fragments.
 type Pixels = dicom_core::value::Value<InMemDicomObject, dicom_core::value::InMemFragment>;
@@ -20,27 +23,8 @@ const BIG_ENDIAN: &str = "1.2.840.10008.1.2.2";
 const RLE: &str = "1.2.840.10008.1.2.5";
 const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
 
-/// A diagonal ramp with a bright square, in [0, 1].
 fn picture() -> Vec<f64> {
-    (0..H * W)
-        .map(|i| {
-            let (x, y) = (i % W, i / W);
-            if (20..30).contains(&x) && (10..20).contains(&y) {
-                1.0
-            } else {
-                0.8 * (x + y) as f64 / (W + H) as f64
-            }
-        })
-        .collect()
-}
-
-fn correlation(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len() as f64;
-    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
-    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
-    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
-    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
-    cov / (va * vb).sqrt()
+    known_picture::picture(W, H)
 }
 
 /// An image header; `pixels` goes in as Pixel Data.

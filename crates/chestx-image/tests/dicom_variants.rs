@@ -3,27 +3,20 @@
 //! as not yet supported with the decoder's own message. Issue 18 names signed 16-bit, big-endian
 //! explicit VR, MONOCHROME1 and 8-bit among the layouts refused before.
 
+mod known_picture;
+
 use chestx_image::dicom::decode;
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use known_picture::correlation;
 
 const W: u16 = 64;
 const H: u16 = 48;
 
-/// A diagonal ramp with a bright square: the expected picture, in [0, 1].
+/// The expected picture, in [0, 1].
 fn picture() -> Vec<f64> {
-    (0..H as usize * W as usize)
-        .map(|i| {
-            let (x, y) = (i % W as usize, i / W as usize);
-            let ramp = (x + y) as f64 / (W + H) as f64;
-            if (20..30).contains(&x) && (10..20).contains(&y) {
-                1.0
-            } else {
-                ramp * 0.8
-            }
-        })
-        .collect()
+    known_picture::picture(W as usize, H as usize)
 }
 
 struct Layout {
@@ -119,15 +112,6 @@ fn file(l: &Layout) -> Vec<u8> {
     let mut bytes = Vec::new();
     file.write_all(&mut bytes).unwrap();
     bytes
-}
-
-fn correlation(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len() as f64;
-    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
-    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
-    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
-    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
-    cov / (va * vb).sqrt()
 }
 
 #[test]

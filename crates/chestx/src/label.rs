@@ -1,6 +1,6 @@
 //! `chestx label` and `chestx label-eval`.
 
-use crate::output::{emit_report, ErrorLog};
+use crate::output::{emit_report, progress_count, ErrorLog};
 use anyhow::{bail, Context, Result};
 use chestx_core::io::AtomicFile;
 use chestx_core::{Finding, LabelState};
@@ -326,7 +326,7 @@ pub fn run_label(a: LabelArgs) -> Result<ExitCode> {
         labelled: 0,
         ids: IdHashes::new(),
         broken: None,
-        progress: counter("labelling"),
+        progress: progress_count("labelling", "reports"),
     };
     for_each_input(&a.inputs, &opts, &mut |r| job.push(r));
     job.flush();
@@ -394,22 +394,6 @@ impl IdHashes {
             })
             .sum()
     }
-}
-
-/// A count of work done on stderr when it is a terminal (a stream's length is not known ahead).
-fn counter(what: &str) -> indicatif::ProgressBar {
-    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        return indicatif::ProgressBar::hidden();
-    }
-    let pb = indicatif::ProgressBar::new_spinner();
-    pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} {pos} reports [{elapsed_precise}, {per_sec}]",
-        )
-        .expect("valid template"),
-    );
-    pb.set_message(what.to_string());
-    pb
 }
 
 #[derive(Args)]

@@ -32,6 +32,23 @@ pub fn progress(len: u64, what: &str, min_len: u64) -> ProgressBar {
     pb
 }
 
+/// [`progress`] for a stream, whose length is not known ahead: a running count of `unit`s on
+/// stderr when it is a terminal; hidden otherwise.
+pub fn progress_count(what: &str, unit: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new_spinner();
+    pb.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{msg}} {{pos}} {unit} [{{elapsed_precise}}, {{per_sec}}]"
+        ))
+        .expect("valid template"),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
 /// Print a Markdown table and write it, and its JSON form, where asked.
 pub fn emit_report(
     markdown: &str,

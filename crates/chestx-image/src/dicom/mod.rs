@@ -153,7 +153,6 @@ fn open_from(
 /// set is written implicit VR (some writers do this; dcmtk and pydicom read them by looking at the
 /// first element): its meta group and where its data set starts. `None` for every other file.
 fn implicit_despite_meta(head: &[u8]) -> Option<(dicom_object::FileMetaTable, usize)> {
-    use std::io::Read;
     if head.get(128..MAGIC_LEN)? != b"DICM" {
         return None;
     }
