@@ -11,6 +11,7 @@ mod grid;
 pub mod io;
 mod label;
 pub mod seed;
+pub mod shard;
 pub mod walk;
 
 pub use bbox::BBox;

@@ -13,6 +13,7 @@
 //! an interrupted ingest resumes.
 
 use chestx_core::seed::mix64;
+use chestx_core::shard::{Fingerprint, Shard};
 use chestx_core::walk::{walk, Walk};
 use chestx_core::{Finding, ReportLabels};
 use chestx_image::dicom::{self, DicomInfo};
@@ -274,57 +275,100 @@ pub fn finding_labels(labels: Option<&ReportLabels>) -> String {
     }
 }
 
+/// The columns of `Data_Entry.csv`, NIH's spelling.
+pub const INDEX_COLUMNS: [&str; 11] = [
+    "Image Index",
+    "Finding Labels",
+    "Follow-up #",
+    "Patient ID",
+    "Patient Age",
+    "Patient Gender",
+    "View Position",
+    "OriginalImage[Width",
+    "Height]",
+    "OriginalImagePixelSpacing[x",
+    "y]",
+];
+
+/// One image's `Data_Entry.csv` cells and its side of the split: what a shard of a sharded ingest
+/// hands to the merge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexRow {
+    pub cells: [String; 11],
+    pub part: Part,
+}
+
+impl Part {
+    fn name(self) -> &'static str {
+        match self {
+            Part::Train => "train",
+            Part::Val => "val",
+            Part::Test => "test",
+        }
+    }
+
+    fn from_name(s: &str) -> Option<Part> {
+        [Part::Train, Part::Val, Part::Test]
+            .into_iter()
+            .find(|p| p.name() == s)
+    }
+}
+
+/// The index rows of planned images, in plan order.
+pub fn index_rows(planned: &[Planned], labels: &HashMap<String, ReportLabels>) -> Vec<IndexRow> {
+    planned
+        .iter()
+        .map(|p| {
+            let s = &p.source;
+            let (sx, sy) = s
+                .spacing
+                .map(|(x, y)| (x.to_string(), y.to_string()))
+                .unwrap_or_default();
+            let cells = [
+                p.image.clone(),
+                finding_labels(labels.get(&s.report_key)),
+                p.follow_up.to_string(),
+                p.patient.to_string(),
+                // Ages above 89 are identifying (HIPAA Safe Harbor): reported as 90.
+                s.age.map(|a| a.min(90).to_string()).unwrap_or_default(),
+                s.sex.clone().unwrap_or_default(),
+                s.view.clone().unwrap_or_default(),
+                s.size.0.to_string(),
+                s.size.1.to_string(),
+                sx,
+                sy,
+            ];
+            IndexRow {
+                cells,
+                part: p.part,
+            }
+        })
+        .collect()
+}
+
 /// Write `Data_Entry.csv` and the split lists into `out` (atomically each).
 pub fn write_index(
     out: &Path,
     planned: &[Planned],
     labels: &HashMap<String, ReportLabels>,
 ) -> Result<(), String> {
+    write_index_rows(out, &index_rows(planned, labels))
+}
+
+/// [`write_index`] from rows (a merge's, or one ingest's).
+pub fn write_index_rows(out: &Path, rows: &[IndexRow]) -> Result<(), String> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let err = |e: csv::Error| e.to_string();
-    w.write_record([
-        "Image Index",
-        "Finding Labels",
-        "Follow-up #",
-        "Patient ID",
-        "Patient Age",
-        "Patient Gender",
-        "View Position",
-        "OriginalImage[Width",
-        "Height]",
-        "OriginalImagePixelSpacing[x",
-        "y]",
-    ])
-    .map_err(err)?;
-    for p in planned {
-        let s = &p.source;
-        let (sx, sy) = s
-            .spacing
-            .map(|(x, y)| (x.to_string(), y.to_string()))
-            .unwrap_or_default();
-        w.write_record([
-            p.image.clone(),
-            finding_labels(labels.get(&s.report_key)),
-            p.follow_up.to_string(),
-            p.patient.to_string(),
-            // Ages above 89 are identifying (HIPAA Safe Harbor): reported as 90.
-            s.age.map(|a| a.min(90).to_string()).unwrap_or_default(),
-            s.sex.clone().unwrap_or_default(),
-            s.view.clone().unwrap_or_default(),
-            s.size.0.to_string(),
-            s.size.1.to_string(),
-            sx,
-            sy,
-        ])
-        .map_err(err)?;
+    w.write_record(INDEX_COLUMNS).map_err(err)?;
+    for r in rows {
+        w.write_record(&r.cells).map_err(err)?;
     }
     let csv = w.into_inner().map_err(|e| e.to_string())?;
     write_atomic(&out.join("Data_Entry.csv"), &csv)?;
     let list = |parts: &[Part]| -> Vec<u8> {
-        planned
-            .iter()
-            .filter(|p| parts.contains(&p.part))
-            .flat_map(|p| format!("{}\n", p.image).into_bytes())
+        rows.iter()
+            .filter(|r| parts.contains(&r.part))
+            .flat_map(|r| format!("{}\n", r.cells[0]).into_bytes())
             .collect()
     };
     write_atomic(
@@ -333,6 +377,37 @@ pub fn write_index(
     )?;
     write_atomic(&out.join("val_list.txt"), &list(&[Part::Val]))?;
     write_atomic(&out.join("test_list.txt"), &list(&[Part::Test]))
+}
+
+/// A shard's rows: the `Data_Entry.csv` columns and a `Split` column.
+pub fn write_index_shard(path: &Path, rows: &[IndexRow]) -> Result<(), String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let err = |e: csv::Error| e.to_string();
+    w.write_record(INDEX_COLUMNS.iter().chain(&["Split"]))
+        .map_err(err)?;
+    for r in rows {
+        w.write_record(r.cells.iter().map(String::as_str).chain([r.part.name()]))
+            .map_err(err)?;
+    }
+    write_atomic(path, &w.into_inner().map_err(|e| e.to_string())?)
+}
+
+/// Read back what [`write_index_shard`] wrote.
+pub fn read_index_shard(path: &Path) -> Result<Vec<IndexRow>, String> {
+    let named = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let mut r = csv::Reader::from_path(path).map_err(|e| named(&e))?;
+    let mut rows = Vec::new();
+    for rec in r.records() {
+        let rec = rec.map_err(|e| named(&e))?;
+        let bad = || named(&"not a shard index row (12 columns, the last train/val/test)");
+        if rec.len() != 12 {
+            return Err(bad());
+        }
+        let part = Part::from_name(&rec[11]).ok_or_else(bad)?;
+        let cells = std::array::from_fn(|i| rec[i].to_string());
+        rows.push(IndexRow { cells, part });
+    }
+    Ok(rows)
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
@@ -347,6 +422,18 @@ pub struct IngestSummary {
     pub skipped_existing: usize,
     pub patients: usize,
     pub failures: Vec<Failure>,
+    /// Images planned over the whole input (a shard converts its block of them).
+    pub planned: usize,
+    /// The images this run converted or tried to: all of them, or a shard's block.
+    pub assigned: usize,
+    /// Which of them failed, by position in the plan.
+    pub failed_positions: Vec<u64>,
+    /// Failures before planning (unreadable headers, link loops): shard 0 reports them.
+    pub unplanned_failures: usize,
+    /// Fingerprint of the plan (image names and sources, in order): every shard computes the same.
+    pub plan_fingerprint: String,
+    /// A shard's index rows, for the merge (empty without a shard: the index is written).
+    pub rows: Vec<IndexRow>,
 }
 
 /// The settings an ingest's outputs depend on, kept in `OUT/ingest.json`: a resumed ingest must use
@@ -412,11 +499,17 @@ fn check_settings(out: &Path, cfg: &IngestConfig) -> Result<(), String> {
 
 /// The whole ingest: headers, plan, pixels, index. Failed sources are listed and left out of the
 /// index (never silently: see `failures`); `progress` is called once per source per pass.
+///
+/// With a shard, every shard reads every header and makes the same plan (pseudonyms, follow-up
+/// numbers and the split depend on the key, the seed and the patient's films, never on the shard),
+/// then converts only its block of the planned images and returns their rows instead of writing
+/// the index: shards agree without talking, and their merged rows are the unsharded index.
 pub fn ingest(
     paths: &[PathBuf],
     out: &Path,
     cfg: &IngestConfig,
     labels: &HashMap<String, ReportLabels>,
+    shard: Option<Shard>,
     progress: &(dyn Fn() + Sync),
 ) -> Result<IngestSummary, String> {
     let found = find_sources(paths);
@@ -424,14 +517,77 @@ pub fn ingest(
     if files.is_empty() {
         return Err("no DICOM/PNG/JPEG files found".into());
     }
-    let passed_over = found
-        .skipped()
-        .into_iter()
-        .map(|(path, message)| Failure { path, message });
     check_settings(out, cfg)?;
     let images = out.join("images");
     std::fs::create_dir_all(&images).map_err(|e| format!("{}: {e}", images.display()))?;
-    let read: Vec<Result<Source, Failure>> = files
+    let (sources, mut failures) = read_headers(&found, progress);
+    // Shard 0 answers for what failed before the plan; the other shards saw the same failures.
+    if shard.is_some_and(|s| s.index != 0) {
+        failures.clear();
+    }
+    let unplanned_failures = failures.len();
+    let n_sources = files.len();
+    let planned = plan(sources, cfg);
+    let mut fingerprint = Fingerprint::default();
+    for p in &planned {
+        fingerprint.add(&p.image);
+        fingerprint.add(&p.source.path.display().to_string());
+    }
+    let block = shard.map_or(0..planned.len(), |s| s.block(planned.len()));
+    let done: Vec<Result<bool, String>> = planned[block.clone()]
+        .par_iter()
+        .map(|p| {
+            progress();
+            convert(p, &images, cfg.size)
+        })
+        .collect();
+    let mut kept = Vec::new();
+    let mut failed_positions = Vec::new();
+    let (mut written, mut skipped) = (0, 0);
+    for (k, (p, r)) in planned[block.clone()].iter().zip(done).enumerate() {
+        match r {
+            Ok(true) => written += 1,
+            Ok(false) => skipped += 1,
+            Err(message) => {
+                failed_positions.push((block.start + k) as u64);
+                failures.push(Failure {
+                    path: p.source.path.clone(),
+                    message,
+                });
+                continue;
+            }
+        }
+        kept.push(p.clone());
+    }
+    let rows = index_rows(&kept, labels);
+    let mut patients: Vec<u64> = kept.iter().map(|p| p.patient).collect();
+    patients.sort_unstable();
+    patients.dedup();
+    failures.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut summary = IngestSummary {
+        sources: n_sources,
+        written,
+        skipped_existing: skipped,
+        patients: patients.len(),
+        failures,
+        planned: planned.len(),
+        assigned: block.len(),
+        failed_positions,
+        unplanned_failures,
+        plan_fingerprint: fingerprint.hex(),
+        rows: Vec::new(),
+    };
+    match shard {
+        None => write_index_rows(out, &rows)?,
+        Some(_) => summary.rows = rows,
+    }
+    Ok(summary)
+}
+
+/// Pass one: every source's header (in parallel), and what could not be read or was passed over.
+fn read_headers(found: &Walk, progress: &(dyn Fn() + Sync)) -> (Vec<Source>, Vec<Failure>) {
+    let read: Vec<Result<Source, Failure>> = found
+        .files()
         .par_iter()
         .map(|f| {
             progress();
@@ -441,7 +597,11 @@ pub fn ingest(
             })
         })
         .collect();
-    let mut failures: Vec<Failure> = passed_over.collect();
+    let mut failures: Vec<Failure> = found
+        .skipped()
+        .into_iter()
+        .map(|(path, message)| Failure { path, message })
+        .collect();
     let mut sources = Vec::new();
     for r in read {
         match r {
@@ -449,43 +609,7 @@ pub fn ingest(
             Err(f) => failures.push(f),
         }
     }
-    let n_sources = files.len();
-    let planned = plan(sources, cfg);
-    let done: Vec<Result<bool, String>> = planned
-        .par_iter()
-        .map(|p| {
-            progress();
-            convert(p, &images, cfg.size)
-        })
-        .collect();
-    let mut kept = Vec::new();
-    let (mut written, mut skipped) = (0, 0);
-    for (p, r) in planned.into_iter().zip(done) {
-        match r {
-            Ok(true) => written += 1,
-            Ok(false) => skipped += 1,
-            Err(message) => {
-                failures.push(Failure {
-                    path: p.source.path.clone(),
-                    message,
-                });
-                continue;
-            }
-        }
-        kept.push(p);
-    }
-    write_index(out, &kept, labels)?;
-    let mut patients: Vec<u64> = kept.iter().map(|p| p.patient).collect();
-    patients.sort_unstable();
-    patients.dedup();
-    failures.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(IngestSummary {
-        sources: n_sources,
-        written,
-        skipped_existing: skipped,
-        patients: patients.len(),
-        failures,
-    })
+    (sources, failures)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! and a preview).
 
 use crate::output::{progress, write_atomic};
+use crate::shards::{self, Job, Manifest, ShardArgs};
 use anyhow::{bail, Context, Result};
 use chestx_core::ReportLabels;
 use chestx_data::ingest::{find_sources, ingest, IngestConfig};
@@ -9,7 +10,7 @@ use chestx_image::{dicom, Gray};
 use chestx_report::{read_inputs, Labeler, ReadOptions};
 use clap::Args;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Args)]
@@ -42,6 +43,8 @@ pub struct IngestArgs {
     /// Exit 0 even when inputs were skipped (each is still named, with its reason).
     #[arg(long)]
     allow_skips: bool,
+    #[command(flatten)]
+    shard: ShardArgs,
 }
 
 fn secret(a: &IngestArgs) -> Result<Vec<u8>> {
@@ -98,16 +101,8 @@ pub fn run_ingest(a: IngestArgs) -> Result<ExitCode> {
         seed: a.seed,
         secret: secret(&a)?,
     };
-    let labels = match &a.reports {
-        Some(p) => report_labels(p)?,
-        None => HashMap::new(),
-    };
-    let n = find_sources(&a.sources).files().len();
-    let pb = progress(2 * n as u64, "ingesting", 50);
-    let summary =
-        ingest(&a.sources, &a.output, &cfg, &labels, &|| pb.inc(1)).map_err(anyhow::Error::msg)?;
-    pb.finish_and_clear();
-    let failures_path = a.failures.clone().unwrap_or_else(|| {
+    let shard = a.shard.resolve()?;
+    let merged_failures = a.failures.clone().unwrap_or_else(|| {
         let name = a
             .output
             .file_name()
@@ -115,19 +110,24 @@ pub fn run_ingest(a: IngestArgs) -> Result<ExitCode> {
             .unwrap_or_else(|| "dataset".into());
         a.output.with_file_name(format!("{name}-failures.csv"))
     });
-    if !summary.failures.is_empty() {
-        write_atomic(&failures_path, |w| {
-            writeln!(w, "file,error")?;
-            for f in &summary.failures {
-                let msg = f.message.replace('"', "'");
-                writeln!(w, "\"{}\",\"{msg}\"", f.path.display())?;
-            }
-            Ok(())
-        })?;
-        for f in &summary.failures {
-            eprintln!("failed: {}: {}", f.path.display(), f.message);
-        }
+    let failures_path = shard.map_or(merged_failures.clone(), |s| s.file_name(&merged_failures));
+    let sharded = match shard {
+        Some(s) => Some(ShardedIngest::new(&a, &cfg, s, &merged_failures)?),
+        None => None,
+    };
+    if let Some(m) = sharded.as_ref().and_then(|s| s.finished.as_ref()) {
+        return Ok(shards::status(m, a.allow_skips));
     }
+    let labels = match &a.reports {
+        Some(p) => report_labels(p)?,
+        None => HashMap::new(),
+    };
+    let n = find_sources(&a.sources).files().len();
+    let pb = progress(2 * n as u64, "ingesting", 50);
+    let summary = ingest(&a.sources, &a.output, &cfg, &labels, shard, &|| pb.inc(1))
+        .map_err(anyhow::Error::msg)?;
+    pb.finish_and_clear();
+    write_failures(&summary, &failures_path)?;
     eprintln!(
         "{} sources: {} images written, {} already there, {} failed{}; {} patients -> {}",
         summary.sources,
@@ -142,10 +142,112 @@ pub fn run_ingest(a: IngestArgs) -> Result<ExitCode> {
         summary.patients,
         a.output.display()
     );
+    if let Some(s) = sharded {
+        let m = s.finish(&summary, &failures_path, &merged_failures)?;
+        return Ok(shards::status(&m, a.allow_skips));
+    }
     Ok(crate::output::batch_status(
         summary.failures.len(),
         a.allow_skips,
     ))
+}
+
+/// The failed sources, listed beside the dataset (never in it: the list names source paths).
+fn write_failures(summary: &chestx_data::ingest::IngestSummary, path: &Path) -> Result<()> {
+    if summary.failures.is_empty() {
+        return Ok(());
+    }
+    write_atomic(path, |w| {
+        writeln!(w, "file,error")?;
+        for f in &summary.failures {
+            let msg = f.message.replace('"', "'");
+            writeln!(w, "\"{}\",\"{msg}\"", f.path.display())?;
+        }
+        Ok(())
+    })?;
+    for f in &summary.failures {
+        eprintln!("failed: {}: {}", f.path.display(), f.message);
+    }
+    Ok(())
+}
+
+/// One shard of an ingest: its rows go to `OUT/shards/index-….csv` and its manifest beside them.
+struct ShardedIngest {
+    shard: chestx_core::shard::Shard,
+    index: shards::Output,
+    manifest: PathBuf,
+    settings: String,
+    finished: Option<Manifest>,
+}
+
+impl ShardedIngest {
+    fn new(
+        a: &IngestArgs,
+        cfg: &IngestConfig,
+        shard: chestx_core::shard::Shard,
+        failures: &Path,
+    ) -> Result<ShardedIngest> {
+        let dir = a.output.join("shards");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut index = shards::Output::new("index", &shard, &dir.join("index.csv"))?;
+        index.merged_file = std::path::absolute(a.output.join("Data_Entry.csv"))?;
+        let manifest = shards::manifest_path(&index.shard_file);
+        let key =
+            chestx_data::ingest::pseudonym(&cfg.secret, "chestx ingest settings fingerprint", 0);
+        let settings = [
+            "ingest".to_string(),
+            format!(
+                "size={} split={:?} seed={} key={key}",
+                cfg.size, cfg.split, cfg.seed
+            ),
+            format!("reports={:?} failures={}", a.reports, failures.display()),
+        ];
+        let mut inputs = a.sources.clone();
+        inputs.extend(a.reports.clone());
+        let settings = shards::settings_fingerprint(&settings, &inputs);
+        let finished = shards::finished(&manifest, &settings)?;
+        Ok(ShardedIngest {
+            shard,
+            index,
+            manifest,
+            settings,
+            finished,
+        })
+    }
+
+    /// Write the shard's rows, then its manifest.
+    fn finish(
+        self,
+        s: &chestx_data::ingest::IngestSummary,
+        failures: &Path,
+        merged_failures: &Path,
+    ) -> Result<Manifest> {
+        chestx_data::ingest::write_index_shard(&self.index.shard_file, &s.rows)
+            .map_err(anyhow::Error::msg)?;
+        let mut outputs = vec![self.index];
+        if !s.failures.is_empty() {
+            outputs.push(shards::Output {
+                role: "failures".into(),
+                shard_file: std::path::absolute(failures)?,
+                merged_file: std::path::absolute(merged_failures)?,
+            });
+        }
+        let m = Manifest {
+            job: Job::Ingest,
+            shard: self.shard,
+            settings: self.settings,
+            input: s.plan_fingerprint.clone(),
+            records: s.planned as u64,
+            assigned: s.assigned as u64,
+            written: s.rows.len() as u64,
+            failed: s.failed_positions.clone(),
+            failed_unassigned: s.unplanned_failures as u64,
+            outputs,
+        };
+        shards::write_manifest(&self.manifest, &m)?;
+        Ok(m)
+    }
 }
 
 #[derive(Args)]

@@ -1,8 +1,10 @@
 //! `chestx label` and `chestx label-eval`.
 
 use crate::output::{emit_report, progress_count, ErrorLog};
+use crate::shards::{self, Job, Manifest, ShardArgs};
 use anyhow::{bail, Context, Result};
 use chestx_core::io::AtomicFile;
+use chestx_core::shard::{Fingerprint, Shard};
 use chestx_core::{Finding, LabelState};
 use chestx_eval::{read_gold, read_predictions, score_labels};
 use chestx_report::{
@@ -54,6 +56,8 @@ pub struct LabelArgs {
     /// Refuse reports longer than this many bytes.
     #[arg(long, default_value_t = 1 << 20)]
     max_report_bytes: usize,
+    #[command(flatten)]
+    shard: ShardArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -232,7 +236,15 @@ impl Write for Out {
 struct Stream<'a> {
     labeler: &'a Labeler,
     binary: Option<bool>,
-    chunk: Vec<chestx_report::ReadResult>,
+    /// Records read so far (every shard reads all of them), and their fingerprint.
+    read: u64,
+    input: Fingerprint,
+    /// The shard whose records are labelled (all of them when `None`), and which of its records
+    /// failed, by position in the input.
+    shard: Option<Shard>,
+    assigned: u64,
+    failed: Vec<u64>,
+    chunk: Vec<(u64, chestx_report::ReadResult)>,
     rows: csv::Writer<Out>,
     evidence: Option<Out>,
     errors_csv: Option<csv::Writer<Out>>,
@@ -246,7 +258,19 @@ struct Stream<'a> {
 
 impl Stream<'_> {
     fn push(&mut self, r: chestx_report::ReadResult) {
-        self.chunk.push(r);
+        let k = self.read;
+        self.read += 1;
+        if let Some(shard) = &self.shard {
+            match &r {
+                Ok(rep) => self.input.add(&rep.id),
+                Err(e) => self.input.add(&format!("{}\x1e{:?}", e.origin, e.id)),
+            }
+            if !shard.owns(k) {
+                return;
+            }
+        }
+        self.assigned += 1;
+        self.chunk.push((k, r));
         if self.chunk.len() >= CHUNK {
             self.flush();
         }
@@ -262,13 +286,13 @@ impl Stream<'_> {
         self.progress.inc(chunk.len() as u64);
     }
 
-    fn write_chunk(&mut self, chunk: &[chestx_report::ReadResult]) -> Result<()> {
+    fn write_chunk(&mut self, chunk: &[(u64, chestx_report::ReadResult)]) -> Result<()> {
         let labeler = self.labeler;
         let results: Vec<Option<Labelled>> = chunk
             .par_iter()
-            .map(|r| r.as_ref().ok().map(|rep| labeler.label(rep)))
+            .map(|(_, r)| r.as_ref().ok().map(|rep| labeler.label(rep)))
             .collect();
-        for (r, l) in chunk.iter().zip(&results) {
+        for ((k, r), l) in chunk.iter().zip(&results) {
             match (r, l) {
                 (Ok(rep), Some(l)) => {
                     write_row(&mut self.rows, &rep.id, l, self.binary)?;
@@ -279,6 +303,9 @@ impl Stream<'_> {
                     self.ids.insert(&rep.id);
                 }
                 (Err(e), _) => {
+                    if self.shard.is_some() {
+                        self.failed.push(*k);
+                    }
                     self.log.report(&e.to_string());
                     if let Some(w) = &mut self.errors_csv {
                         w.write_record([&e.origin, e.id.as_deref().unwrap_or(""), &e.message])?;
@@ -291,13 +318,14 @@ impl Stream<'_> {
     }
 }
 
+/// Where one labelling job writes: the files asked for, or a shard's part of them.
+struct Targets {
+    output: PathBuf,
+    evidence: Option<PathBuf>,
+    errors: Option<PathBuf>,
+}
+
 pub fn run_label(a: LabelArgs) -> Result<ExitCode> {
-    let labeler = build_labeler(&a.rules, &a.sections)?;
-    let opts = ReadOptions {
-        id_column: a.id_column.clone(),
-        text_columns: a.text_columns.clone(),
-        max_report_bytes: a.max_report_bytes,
-    };
     let to_stdout = [Some(&a.output), a.evidence.as_ref(), a.errors.as_ref()]
         .iter()
         .flatten()
@@ -306,9 +334,100 @@ pub fn run_label(a: LabelArgs) -> Result<ExitCode> {
     if to_stdout > 1 {
         bail!("only one of -o, --evidence and --errors can be `-` (standard output)");
     }
-    let mut rows = csv::Writer::from_writer(Out::create(&a.output)?);
+    let Some(shard) = a.shard.resolve()? else {
+        let targets = Targets {
+            output: a.output.clone(),
+            evidence: a.evidence.clone(),
+            errors: a.errors.clone(),
+        };
+        let job = label_stream(&a, &targets, None)?;
+        return Ok(crate::output::batch_status(job.failed, a.allow_skips));
+    };
+    if to_stdout > 0 {
+        bail!("a shard writes files for `chestx merge` to join: -o, --evidence and --errors cannot be `-` with --shard");
+    }
+    let mut outputs = vec![shards::Output::new("labels", &shard, &a.output)?];
+    for (role, p) in [("evidence", &a.evidence), ("errors", &a.errors)] {
+        if let Some(p) = p {
+            outputs.push(shards::Output::new(role, &shard, p)?);
+        }
+    }
+    let file = |role: &str| -> Option<PathBuf> {
+        shards::output_in(&outputs, role).map(|o| o.shard_file.clone())
+    };
+    let targets = Targets {
+        output: file("labels").expect("labels output"),
+        evidence: file("evidence"),
+        errors: file("errors"),
+    };
+    let manifest_path = shards::manifest_path(&targets.output);
+    let settings = label_settings(&a);
+    if let Some(m) = shards::finished(&manifest_path, &settings)? {
+        return Ok(shards::status(&m, a.allow_skips));
+    }
+    let done = label_stream(&a, &targets, Some(shard))?;
+    let m = Manifest {
+        job: Job::Label,
+        shard,
+        settings,
+        input: done.input.hex(),
+        records: done.read,
+        assigned: done.assigned,
+        written: done.labelled as u64,
+        failed: done.failed_records,
+        failed_unassigned: 0,
+        outputs,
+    };
+    shards::write_manifest(&manifest_path, &m)?;
+    Ok(shards::status(&m, a.allow_skips))
+}
+
+/// What a labelling shard's output depends on.
+fn label_settings(a: &LabelArgs) -> String {
+    let settings = [
+        "label".to_string(),
+        format!(
+            "binary={} uncertain_positive={}",
+            a.binary,
+            a.uncertain == Uncertain::Positive
+        ),
+        format!(
+            "id={:?} text={:?} sections={:?}",
+            a.id_column, a.text_columns, a.sections
+        ),
+        format!("rules={:?} max_bytes={}", a.rules, a.max_report_bytes),
+        format!(
+            "evidence={} errors={}",
+            a.evidence.is_some(),
+            a.errors.is_some()
+        ),
+    ];
+    let mut inputs = a.inputs.clone();
+    inputs.extend(a.rules.clone());
+    shards::settings_fingerprint(&settings, &inputs)
+}
+
+/// What one pass over the input did.
+struct Pass {
+    read: u64,
+    input: Fingerprint,
+    assigned: u64,
+    labelled: usize,
+    failed: usize,
+    failed_records: Vec<u64>,
+}
+
+/// Read every input, label this shard's records (all without a shard) and write them.
+fn label_stream(a: &LabelArgs, t: &Targets, shard: Option<Shard>) -> Result<Pass> {
+    let labeler = build_labeler(&a.rules, &a.sections)?;
+    let opts = ReadOptions {
+        id_column: a.id_column.clone(),
+        text_columns: a.text_columns.clone(),
+        max_report_bytes: a.max_report_bytes,
+    };
+    let mut rows = csv::Writer::from_writer(Out::create(&t.output)?);
     rows.write_record(header())?;
-    let mut errors_csv = match &a.errors {
+    let mut errors_csv = match &t.errors {
         Some(p) => Some(csv::Writer::from_writer(Out::create(p)?)),
         None => None,
     };
@@ -318,9 +437,14 @@ pub fn run_label(a: LabelArgs) -> Result<ExitCode> {
     let mut job = Stream {
         labeler: &labeler,
         binary: a.binary.then_some(a.uncertain == Uncertain::Positive),
+        read: 0,
+        input: Fingerprint::default(),
+        shard,
+        assigned: 0,
+        failed: Vec::new(),
         chunk: Vec::with_capacity(CHUNK),
         rows,
-        evidence: a.evidence.as_deref().map(Out::create).transpose()?,
+        evidence: t.evidence.as_deref().map(Out::create).transpose()?,
         errors_csv,
         log: ErrorLog::new(50),
         labelled: 0,
@@ -334,7 +458,7 @@ pub fn run_label(a: LabelArgs) -> Result<ExitCode> {
     if let Some(e) = job.broken {
         return Err(e); // the temporaries go with the writers: no partial output
     }
-    job.log.finish(a.errors.as_deref());
+    job.log.finish(t.errors.as_deref());
     let failed = job.log.count();
     if let Some(w) = job.errors_csv {
         w.into_inner().map_err(|e| e.into_error())?.finish()?;
@@ -355,9 +479,16 @@ pub fn run_label(a: LabelArgs) -> Result<ExitCode> {
     eprintln!(
         "labelled {} reports, {failed} failed -> {}",
         job.labelled,
-        a.output.display()
+        t.output.display()
     );
-    Ok(crate::output::batch_status(failed, a.allow_skips))
+    Ok(Pass {
+        read: job.read,
+        input: job.input,
+        assigned: job.assigned,
+        labelled: job.labelled,
+        failed,
+        failed_records: job.failed,
+    })
 }
 
 /// The ids of the reports written, kept as 64-bit hashes (8 bytes a report, not the ids) in 4096

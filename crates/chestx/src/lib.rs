@@ -8,5 +8,7 @@ pub mod args;
 pub mod auc;
 pub mod ingest;
 pub mod label;
+pub mod merge;
 pub mod output;
+pub mod shards;
 pub mod synth;

@@ -1,7 +1,7 @@
 //! `chestx`: the command line. Commands that need no network run here, in a binary that never
 //! loads libtorch; the model commands are handed, arguments untouched, to `chestx-torch` beside it.
 
-use chestx_cli::{auc, ingest, label, synth};
+use chestx_cli::{auc, ingest, label, merge, synth};
 use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -38,6 +38,9 @@ enum Command {
     /// Build a dataset from hospital exports: DICOM/PNG/JPEG → PNGs, Data_Entry.csv, patient-wise split,
     /// pseudonymized patients, labels from reports.
     Ingest(ingest::IngestArgs),
+    /// Join the shards of a sharded label, ingest or predict (`--shard I/N`) into the unsharded
+    /// job's files, after checking that every input was covered exactly once.
+    Merge(merge::MergeArgs),
     /// Show a DICOM/PNG/JPEG file's key attributes and write a preview PNG.
     Inspect(ingest::InspectArgs),
     /// Write a phantom dataset: lesions with known boxes implanted into radiographs (NIH layout).
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::LabelEval(a) => label::run_label_eval(a),
         Command::Auc(a) => auc::run(a),
         Command::Ingest(a) => ingest::run_ingest(a),
+        Command::Merge(a) => merge::run(a),
         Command::Inspect(a) => ingest::run_inspect(a),
         Command::Synth(a) => synth::run_synth(a),
         Command::Train(_)

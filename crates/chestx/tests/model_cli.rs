@@ -59,6 +59,76 @@ fn poison(file: &Path, tensor: &str) {
     std::fs::write(file, bytes).unwrap();
 }
 
+/// `predict` as 3 shards (one chosen by torchrun's RANK/WORLD_SIZE) and `chestx merge`: the same
+/// JSON per image and the same `predictions.csv` as one unsharded run, a broken film counted once.
+fn sharded_predict_merges_to_the_unsharded_output(
+    tmp: &Path,
+    data: &Path,
+    run_dir: &Path,
+    thresholds: &Path,
+) {
+    let films = tmp.join("films");
+    std::fs::create_dir_all(&films).unwrap();
+    let mut all: Vec<PathBuf> = std::fs::read_dir(data.join("images"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    all.sort();
+    for f in all.iter().take(10) {
+        std::fs::copy(f, films.join(f.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(films.join("broken.png"), b"not a film").unwrap();
+    let predict = |out: &Path, shard: Option<&str>, env: &[(&str, &str)]| {
+        let mut c = chestx();
+        c.args([
+            "--threads",
+            "2",
+            "predict",
+            "--device",
+            "cpu",
+            "--allow-skips",
+        ])
+        .arg(&films)
+        .arg("--run")
+        .arg(run_dir)
+        .arg("--thresholds")
+        .arg(thresholds)
+        .arg("-o")
+        .arg(out);
+        for v in [
+            "CHESTX_SHARD",
+            "SLURM_ARRAY_TASK_ID",
+            "JOB_COMPLETION_INDEX",
+            "RANK",
+        ] {
+            c.env_remove(v);
+        }
+        c.args(shard.map(|s| ["--shard", s]).into_iter().flatten());
+        c.envs(env.iter().copied());
+        c.output().unwrap()
+    };
+    let (whole, parts) = (tmp.join("pred-whole"), tmp.join("pred-parts"));
+    let err = ok(predict(&whole, None, &[]));
+    assert!(err.contains("10 of 11 images predicted, 1 failed"), "{err}");
+    ok(predict(&parts, Some("0/3"), &[]));
+    ok(predict(&parts, None, &[("RANK", "1"), ("WORLD_SIZE", "3")]));
+    ok(predict(&parts, Some("2/3"), &[]));
+    let merged = chestx().arg("merge").arg(&parts).output().unwrap();
+    let err = ok(merged);
+    assert!(err.contains("11 records, 10 written, 1 failed"), "{err}");
+    let table = std::fs::read_to_string(whole.join("predictions.csv")).unwrap();
+    assert_eq!(table.lines().count(), 11, "a header and 10 films: {table}");
+    let files = |d: &Path| -> Vec<(String, Vec<u8>)> {
+        snapshot(d)
+            .into_iter()
+            .map(|(p, b)| (p.file_name().unwrap().to_string_lossy().into_owned(), b))
+            .collect()
+    };
+    let (a, b) = (files(&whole), files(&parts));
+    assert_eq!(a.len(), 21, "10 JSON, 10 overlays and the table");
+    assert!(a == b, "the same files, byte for byte");
+}
+
 #[test]
 fn train_eval_predict_and_refusals() {
     let tmp = tempfile::tempdir().unwrap();
@@ -290,6 +360,7 @@ fn train_eval_predict_and_refusals() {
         "{one}"
     );
     refused(predict(&["--thresholds", "1.5"]), "between 0 and 1");
+    sharded_predict_merges_to_the_unsharded_output(tmp.path(), &data, &run_dir, &thresholds);
 
     // Resuming a run that never reached its first checkpoint: said so, not a raw I/O error.
     let fresh = tmp.path().join("fresh");

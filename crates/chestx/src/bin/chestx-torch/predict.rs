@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Result};
 use chestx_cli::output::progress;
+use chestx_cli::shards::{self, ShardArgs};
 use chestx_image::Gray;
 use chestx_infer::predict::{predict_image, write_json, ImagePrediction};
 use chestx_infer::{Classifier, Run, Thresholds};
@@ -34,10 +35,13 @@ pub struct PredictArgs {
     allow_skips: bool,
     #[command(flatten)]
     boxes: crate::eval::BoxArgs,
+    #[command(flatten)]
+    shard: ShardArgs,
 }
 
 pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
     let device = parse_device(&a.device).map_err(anyhow::Error::msg)?;
+    let shard = a.shard.resolve()?;
     let run = Run::open(&a.run, device)?;
     let ckpt = run.checkpoint_or_best(a.checkpoint.as_deref());
     let (_vs, net) = run.load_model(&ckpt)?;
@@ -53,54 +57,219 @@ pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
         bail!("no input images");
     }
     std::fs::create_dir_all(&a.output)?;
-    let names = output_names(&files);
-    let pb = progress(files.len() as u64, "predicting", 20);
-    let mut failed: Vec<&Path> = Vec::new();
-    let skipped = found.skipped();
+    let sharded = match shard {
+        Some(s) => {
+            let settings = [
+                "predict".to_string(),
+                format!("checkpoint={}", ckpt.display()),
+                format!("thresholds={}", thresholds.source),
+                format!("boxes={}", localizer.describe(&net)),
+            ];
+            let job = ShardedPredict::new(&a, &ckpt, s, &settings)?;
+            if let Some(m) = &job.finished {
+                return Ok(shards::status(m, a.allow_skips));
+            }
+            Some(job)
+        }
+        None => None,
+    };
+    let block = shard.map_or(0..files.len(), |s| s.block(files.len()));
+    // Shard 0 answers for what the walk passed over; every shard sees the same.
+    let skipped = if shard.is_some_and(|s| s.index != 0) {
+        Vec::new()
+    } else {
+        found.skipped()
+    };
     for (f, why) in &skipped {
         eprintln!("error: {}: {why}", f.display());
-        failed.push(f);
     }
-    for (f, name) in files.iter().zip(&names) {
-        pb.inc(1);
-        let one = || -> Result<()> {
-            let img = Gray::open(f)?;
-            let (pred, heat) = predict_image(
-                &net,
-                device,
-                &img,
-                &f.display().to_string(),
-                &thresholds,
-                &localizer,
-            )?;
-            write_json(&a.output.join(format!("{name}.json")), &pred)?;
-            write_overlay(
-                &img,
-                &pred,
-                &heat,
-                &a.output.join(format!("{name}_overlay.png")),
-            )
-        };
-        if let Err(e) = one() {
-            pb.println(format!("error: {}: {e:#}", f.display()));
-            failed.push(f);
-        }
-    }
-    pb.finish_and_clear();
+    let job = Job {
+        net: &net,
+        device,
+        thresholds: &thresholds,
+        localizer: &localizer,
+        output: &a.output,
+    };
+    let names = output_names(&files);
+    let done = job.predict_all(&files[block.clone()], &names[block.clone()], block.start);
+    let failed = done.failed.len() + skipped.len();
     eprintln!(
-        "{} of {} images predicted, {} failed -> {}",
-        files.len() + skipped.len() - failed.len(),
-        files.len() + skipped.len(),
-        failed.len(),
+        "{} of {} images predicted, {failed} failed -> {}",
+        done.rows.len(),
+        block.len() + skipped.len(),
         a.output.display()
     );
-    for f in &failed {
+    for (f, _) in &skipped {
         eprintln!("  failed: {}", f.display());
     }
-    Ok(chestx_cli::output::batch_status(
-        failed.len(),
-        a.allow_skips,
-    ))
+    for &k in &done.failed {
+        eprintln!("  failed: {}", files[k as usize].display());
+    }
+    match sharded {
+        None => {
+            write_table(&a.output.join("predictions.csv"), net.classes(), &done.rows)?;
+            Ok(chestx_cli::output::batch_status(failed, a.allow_skips))
+        }
+        Some(job) => {
+            let m = job.finish(net.classes(), &files, done, skipped.len())?;
+            Ok(shards::status(&m, a.allow_skips))
+        }
+    }
+}
+
+/// What predicting needs, shared by every image.
+struct Job<'a> {
+    net: &'a chestx_model::ChestNet,
+    device: tch::Device,
+    thresholds: &'a Thresholds,
+    localizer: &'a chestx_infer::heat::Localizer,
+    output: &'a Path,
+}
+
+/// The rows of `predictions.csv` written, and the images that failed by position in the sorted
+/// input list.
+struct Done {
+    rows: Vec<ImagePrediction>,
+    failed: Vec<u64>,
+}
+
+impl Job<'_> {
+    fn predict_all(&self, files: &[PathBuf], names: &[String], first: usize) -> Done {
+        let pb = progress(files.len() as u64, "predicting", 20);
+        let mut done = Done {
+            rows: Vec::new(),
+            failed: Vec::new(),
+        };
+        for (k, (f, name)) in files.iter().zip(names).enumerate() {
+            pb.inc(1);
+            match self.predict_one(f, name) {
+                Ok(mut pred) => {
+                    pred.image = name.clone();
+                    done.rows.push(pred);
+                }
+                Err(e) => {
+                    pb.println(format!("error: {}: {e:#}", f.display()));
+                    done.failed.push((first + k) as u64);
+                }
+            }
+        }
+        pb.finish_and_clear();
+        done
+    }
+
+    /// One image: its JSON and overlay written; its prediction returned for the table (with the
+    /// source path in `image`, which the caller replaces by the output name).
+    fn predict_one(&self, f: &Path, name: &str) -> Result<ImagePrediction> {
+        let img = Gray::open(f)?;
+        let (pred, heat) = predict_image(
+            self.net,
+            self.device,
+            &img,
+            &f.display().to_string(),
+            self.thresholds,
+            self.localizer,
+        )?;
+        write_json(&self.output.join(format!("{name}.json")), &pred)?;
+        write_overlay(
+            &img,
+            &pred,
+            &heat,
+            &self.output.join(format!("{name}_overlay.png")),
+        )?;
+        Ok(pred)
+    }
+}
+
+/// `predictions.csv`: one row per image predicted (its output name, size, each finding's
+/// probability, the positive findings), in input order.
+fn write_table(path: &Path, classes: &[String], rows: &[ImagePrediction]) -> Result<()> {
+    chestx_cli::output::write_atomic(path, |w| {
+        let mut csv = csv::Writer::from_writer(w);
+        let mut header = vec!["name".to_string(), "width".into(), "height".into()];
+        header.extend(classes.iter().cloned());
+        header.push("positive".into());
+        csv.write_record(&header)?;
+        for p in rows {
+            let mut row = vec![p.image.clone(), p.width.to_string(), p.height.to_string()];
+            row.extend(p.findings.iter().map(|f| f.probability.to_string()));
+            let positive: Vec<&str> = p
+                .findings
+                .iter()
+                .filter(|f| f.positive)
+                .map(|f| f.finding.as_str())
+                .collect();
+            row.push(positive.join("|"));
+            csv.write_record(&row)?;
+        }
+        csv.flush()?;
+        Ok(())
+    })
+}
+
+/// One shard of a prediction: its images' JSON and overlays in the output folder as usual, its
+/// table and manifest in `OUT/shards/`.
+struct ShardedPredict {
+    shard: chestx_core::shard::Shard,
+    table: shards::Output,
+    manifest: PathBuf,
+    settings: String,
+    finished: Option<shards::Manifest>,
+}
+
+impl ShardedPredict {
+    fn new(
+        a: &PredictArgs,
+        checkpoint: &Path,
+        shard: chestx_core::shard::Shard,
+        settings: &[String],
+    ) -> Result<ShardedPredict> {
+        let out = &a.output;
+        let mut inputs = a.inputs.clone();
+        inputs.push(checkpoint.to_path_buf());
+        let inputs = &inputs;
+        let dir = out.join("shards");
+        std::fs::create_dir_all(&dir)?;
+        let mut table = shards::Output::new("predictions", &shard, &dir.join("predictions.csv"))?;
+        table.merged_file = std::path::absolute(out.join("predictions.csv"))?;
+        let manifest = shards::manifest_path(&table.shard_file);
+        let settings = shards::settings_fingerprint(settings, inputs);
+        let finished = shards::finished(&manifest, &settings)?;
+        Ok(ShardedPredict {
+            shard,
+            table,
+            manifest,
+            settings,
+            finished,
+        })
+    }
+
+    fn finish(
+        self,
+        classes: &[String],
+        files: &[PathBuf],
+        done: Done,
+        skipped: usize,
+    ) -> Result<shards::Manifest> {
+        write_table(&self.table.shard_file, classes, &done.rows)?;
+        let mut input = chestx_core::shard::Fingerprint::default();
+        files
+            .iter()
+            .for_each(|f| input.add(&f.display().to_string()));
+        let m = shards::Manifest {
+            job: shards::Job::Predict,
+            shard: self.shard,
+            settings: self.settings,
+            input: input.hex(),
+            records: files.len() as u64,
+            assigned: self.shard.block(files.len()).len() as u64,
+            written: done.rows.len() as u64,
+            failed: done.failed,
+            failed_unassigned: skipped as u64,
+            outputs: vec![self.table],
+        };
+        shards::write_manifest(&self.manifest, &m)?;
+        Ok(m)
+    }
 }
 
 /// `--thresholds`: a number for every class, or a file written by `chestx eval`.
