@@ -7,11 +7,12 @@ scripts/setup-venv.sh
 # shellcheck disable=SC1091
 source scripts/env.sh
 cargo test --workspace "$@"
-# The Ray driver (deploy/ray) against the binary just built, on a local Ray cluster. CI sets
-# CHESTX_RAY_TESTS=1 (and installs Ray with scripts/setup-ray.sh); elsewhere it runs when Ray is there.
+# deploy/: the Ray driver (on a local Ray cluster) and the Slurm and Kubernetes templates' exact
+# commands, against the binary just built. CI sets CHESTX_RAY_TESTS=1 (scripts/setup-deploy.sh
+# installs what they need); elsewhere they run when Ray is there.
 VENV="${CHESTX_VENV:-.venv}"
 if [ "${CHESTX_RAY_TESTS:-}" = 1 ] || "$VENV/bin/python" -c "import ray, pytest" 2>/dev/null; then
-  CHESTX_BIN="$PWD/target/debug/chestx" "$VENV/bin/python" -m pytest -q -p no:cacheprovider deploy/ray
+  CHESTX_BIN="$PWD/target/debug/chestx" "$VENV/bin/python" -m pytest -q -p no:cacheprovider deploy
 else
-  echo "SKIP deploy/ray: Ray is not installed (scripts/setup-ray.sh installs it)"
+  echo "SKIP deploy/: Ray is not installed (scripts/setup-deploy.sh installs it)"
 fi
