@@ -222,7 +222,7 @@ impl ChexpertDataset {
         val_fraction: f64,
         seed: u64,
         o: &SampleOptions,
-    ) -> (Vec<Sample>, usize) {
+    ) -> (Vec<Sample>, Vec<String>) {
         let rows: Box<dyn Iterator<Item = &ChexpertRow>> =
             match (split, &self.test) {
                 (Split::Test, Some(test)) => Box::new(test.iter()),
@@ -236,13 +236,13 @@ impl ChexpertDataset {
                     self.test.is_some() || !patient_in_val(r.patient, val_fraction, seed)
                 })),
             };
-        let (mut out, mut missing) = (Vec::new(), 0);
+        let (mut out, mut missing) = (Vec::new(), Vec::new());
         for r in rows {
             if o.frontal_only && r.frontal == Some(false) {
                 continue;
             }
             let Some(path) = self.image_path(&r.path) else {
-                missing += 1;
+                missing.push(r.path.clone());
                 continue;
             };
             out.push(Sample {

@@ -30,14 +30,14 @@ impl Dataset {
         }
     }
 
-    /// Samples of one split whose image exists, and how many listed images were not found.
+    /// Samples of one split whose image exists, and the listed images that were not found.
     pub fn samples(
         &self,
         split: Split,
         val_fraction: f64,
         seed: u64,
         o: &SampleOptions,
-    ) -> (Vec<Sample>, usize) {
+    ) -> (Vec<Sample>, Vec<String>) {
         match self {
             Dataset::Nih(ds) => ds.samples(split, val_fraction, seed),
             Dataset::Chexpert(ds) => ds.samples(split, val_fraction, seed, o),

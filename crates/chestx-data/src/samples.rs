@@ -34,7 +34,12 @@ impl NihDataset {
     /// Samples of one split whose image file exists. Validation is carved from `train_val_list` by
     /// patient (a `val_list.txt` in the dataset overrides it), so no patient is in two splits.
     /// Returns the samples and how many listed images were not found on disk.
-    pub fn samples(&self, split: Split, val_fraction: f64, seed: u64) -> (Vec<Sample>, usize) {
+    pub fn samples(
+        &self,
+        split: Split,
+        val_fraction: f64,
+        seed: u64,
+    ) -> (Vec<Sample>, Vec<String>) {
         let val_list: Option<HashSet<String>> =
             std::fs::read_to_string(self.root.join("val_list.txt"))
                 .ok()
@@ -53,7 +58,7 @@ impl NihDataset {
         } else {
             &self.train_val
         };
-        let (mut out, mut missing) = (Vec::new(), 0);
+        let (mut out, mut missing) = (Vec::new(), Vec::new());
         for name in names {
             let Some(e) = self.entry(name) else { continue };
             let keep = match split {
@@ -74,7 +79,7 @@ impl NihDataset {
                         .collect(),
                     patient: e.patient_id,
                 }),
-                None => missing += 1,
+                None => missing.push(name.clone()),
             }
         }
         (out, missing)

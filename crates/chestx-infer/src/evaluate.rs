@@ -80,8 +80,10 @@ pub struct EvalResults {
     pub split: String,
     pub images: usize,
     pub failed_images: Vec<String>,
-    /// Films the split lists that are not on disk.
+    /// Films the split lists that are not on disk: how many, and their names.
     pub missing_images: usize,
+    #[serde(default)]
+    pub missing_image_names: Vec<String>,
     pub localizer: Localizer,
     /// The localization method, in words.
     pub method: String,
@@ -176,7 +178,7 @@ struct Setup<'a> {
     /// Per class, the operating threshold (validation split), when there is one.
     thresholds: Option<Thresholds>,
     /// Films the split lists that are not on disk.
-    missing: usize,
+    missing: Vec<String>,
     /// Where `--by` reads its subgroups; `None` without `--by`.
     meta: Option<PathBuf>,
 }
@@ -228,7 +230,8 @@ pub fn evaluate(
         split: split_name,
         images: g.probs.len(),
         failed_images: g.failed,
-        missing_images: setup.missing,
+        missing_images: setup.missing.len(),
+        missing_image_names: setup.missing.clone(),
         localizer: opts.localizer.clone(),
         method: opts.localizer.describe(&setup.net),
         mean_auc: (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64),

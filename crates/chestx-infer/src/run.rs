@@ -46,6 +46,22 @@ pub struct RunState {
     pub best_auc: Option<f64>,
     pub best_epoch: Option<usize>,
     pub finished: bool,
+    /// Every film the run left out so far, sorted, once each, as `image: reason` (listed but not
+    /// on disk, or unreadable): the account a run ends with, kept across resumes.
+    #[serde(default)]
+    pub skipped: Vec<String>,
+}
+
+impl RunState {
+    /// Add films left out (each once, whatever the epoch that met it).
+    pub fn note_skipped(&mut self, entries: impl IntoIterator<Item = String>) {
+        let before = self.skipped.len();
+        self.skipped.extend(entries);
+        if self.skipped.len() != before {
+            self.skipped.sort();
+            self.skipped.dedup();
+        }
+    }
 }
 
 /// An opened run folder.
@@ -202,14 +218,17 @@ pub fn split_of(
 /// A split's `(samples, listed but missing)` as [`Dataset::samples`] gives them, or a clear error
 /// when no sample is on disk.
 pub fn nonempty(
-    (s, missing): (Vec<Sample>, usize),
+    (s, missing): (Vec<Sample>, Vec<String>),
     dataset: &Path,
     split: Split,
 ) -> Result<Vec<Sample>, InferError> {
     if s.is_empty() {
         return Err(InferError::Dataset(
             dataset.display().to_string(),
-            format!("no {split:?} images found on disk ({missing} listed but missing)"),
+            format!(
+                "no {split:?} images found on disk ({} listed but missing)",
+                missing.len()
+            ),
         ));
     }
     Ok(s)

@@ -117,6 +117,7 @@ pub fn train(
         write_config(&run)?;
     }
     let mut session = Session::begin(&run, resume, obs)?;
+    session.state.note_skipped(data.missing.iter().cloned());
     let mut steps_this_call = 0u64;
     while session.state.epoch < run.config.epochs {
         let t0 = Instant::now();
@@ -161,6 +162,8 @@ struct TrainData {
     columns: Vec<usize>,
     train: Arc<Vec<Sample>>,
     val: Arc<Vec<Sample>>,
+    /// Films the dataset lists that are not on disk, with the reason.
+    missing: Vec<String>,
 }
 
 impl TrainData {
@@ -171,15 +174,19 @@ impl TrainData {
         if let Some(about) = ds.describe() {
             obs.message(&about);
         }
-        // One listing per split: the missing count is reported, then the samples are checked.
-        let split = |s| {
+        // One listing per split: the missing films are reported, then the samples are checked.
+        let mut missing = Vec::new();
+        let mut split = |s| {
             let listed = ds.samples(s, cfg.val_fraction, cfg.seed, &cfg.labels);
-            if listed.1 > 0 {
+            if !listed.1.is_empty() {
                 obs.message(&format!(
                     "warning: {} {s:?} images listed by {} are not on disk and are left out",
-                    listed.1,
+                    listed.1.len(),
                     cfg.dataset.display()
                 ));
+                missing.extend(listed.1.iter().map(|name| {
+                    format!("{name}: listed in the dataset ({s:?} split) but not on disk")
+                }));
             }
             nonempty(listed, &cfg.dataset, s)
         };
@@ -207,6 +214,7 @@ impl TrainData {
             columns,
             train: Arc::new(train),
             val: Arc::new(val),
+            missing,
         })
     }
 }
@@ -303,9 +311,7 @@ impl<'a> Session<'a> {
         let t0 = Instant::now();
         let (mut loss_sum, mut seen) = (0.0, 0usize);
         for b in loader.batches.iter() {
-            for f in &b.failed {
-                self.obs.message(&format!("skipped unreadable image: {f}"));
-            }
+            self.skip_unreadable(&b.failed);
             self.state.batch = b.index + 1;
             if b.n == 0 {
                 continue;
@@ -371,6 +377,18 @@ impl<'a> Session<'a> {
     }
 
     /// Validation AUC, metrics files and the epoch's checkpoints (best when it improved).
+    /// Films that could not be read: said once each, and kept in the run's account.
+    fn skip_unreadable(&mut self, failed: &[String]) {
+        for f in failed {
+            let entry = format!("{f} (unreadable, left out)");
+            if self.state.skipped.binary_search(&entry).is_err() {
+                self.obs.message(&format!("skipped unreadable image: {f}"));
+            }
+        }
+        self.state
+            .note_skipped(failed.iter().map(|f| format!("{f} (unreadable, left out)")));
+    }
+
     fn end_epoch(
         &mut self,
         data: &TrainData,
@@ -388,6 +406,7 @@ impl<'a> Session<'a> {
             cfg.batch_size,
             self.run.device,
         );
+        self.skip_unreadable(&v.failed);
         let val_auc = per_class_auc(&v.probs, &v.truth, data.columns.len());
         let m = EpochMetrics {
             epoch: self.state.epoch + 1,

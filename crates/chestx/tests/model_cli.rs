@@ -149,12 +149,18 @@ fn train_eval_predict_and_refusals() {
             ("--device", "cpu"),
             ("--classes", "Effusion,Mass,Nodule"),
         ];
+        // A flag without a value stands alone at the end of `extra`.
         for pair in extra.chunks(2) {
             settings.retain(|(k, _)| *k != pair[0]);
-            settings.push((pair[0], pair[1]));
+            settings.push((pair[0], pair.get(1).copied().unwrap_or("")));
         }
         let mut a = vec!["train"];
-        a.extend(settings.iter().flat_map(|(k, v)| [*k, *v]));
+        a.extend(
+            settings
+                .iter()
+                .flat_map(|(k, v)| [*k, *v])
+                .filter(|s| !s.is_empty()),
+        );
         run(
             &a,
             &[Path::new("--dataset"), &data, Path::new("--out"), out],
@@ -385,6 +391,7 @@ fn train_eval_predict_and_refusals() {
         err.contains("1 images of the split are listed but not on disk"),
         "{err}"
     );
+    assert!(err.contains(&gone), "the missing film is named: {err}");
     let accepted = run(
         &[
             "eval",
@@ -417,4 +424,36 @@ fn train_eval_predict_and_refusals() {
         "prediction.weight holds NaN",
     );
     refused(predict(&["--thresholds", "0.5"]), "NaN");
+
+    // Training films gone or broken: named, in RUN/skipped.txt, and exit 1 unless accepted.
+    let listed = std::fs::read_to_string(data.join("train_val_list.txt")).unwrap();
+    let mut names = listed.lines().map(|l| l.trim().to_string());
+    let (gone, cut) = (names.next().unwrap(), names.next().unwrap());
+    std::fs::remove_file(data.join("images").join(&gone)).unwrap();
+    let png = std::fs::read(data.join("images").join(&cut)).unwrap();
+    std::fs::write(data.join("images").join(&cut), &png[..png.len() / 2]).unwrap();
+    let skipping = tmp.path().join("run-skips");
+    let out = train(&["--epochs", "2"], &skipping);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let account = std::fs::read_to_string(skipping.join("skipped.txt")).unwrap();
+    assert_eq!(account.lines().count(), 2, "{account}");
+    assert!(
+        account.contains(&format!("{gone}: listed in the dataset")),
+        "{account}"
+    );
+    assert!(
+        account.contains(&cut) && account.contains("unreadable"),
+        "{account}"
+    );
+    assert!(
+        err.contains("2 films left out") && err.contains(&cut),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("skipped unreadable image: ").count(),
+        1,
+        "said once, not every epoch: {err}"
+    );
+    ok(train(&["--allow-skips"], &tmp.path().join("run-accepted")));
 }

@@ -200,8 +200,9 @@ pub fn run_eval(a: EvalArgs) -> Result<ExitCode> {
     errors.finish(Some(&out.join("results.json")));
     if r.missing_images > 0 {
         eprintln!(
-            "error: {} images of the split are listed but not on disk, left out",
-            r.missing_images
+            "error: {} images of the split are listed but not on disk, left out: {}",
+            r.missing_images,
+            named_list(&r.missing_image_names, 20)
         );
     }
     eprintln!("results in {}", out.display());
@@ -213,4 +214,13 @@ pub fn run_eval(a: EvalArgs) -> Result<ExitCode> {
     }
     let skipped = r.failed_images.len() + r.missing_images;
     Ok(chestx_cli::output::batch_status(skipped, a.allow_skips))
+}
+
+/// The first `n` names, then how many more (all of them are in the command's JSON output).
+pub fn named_list(names: &[String], n: usize) -> String {
+    let mut s = names.iter().take(n).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > n {
+        s.push_str(&format!(" and {} more", names.len() - n));
+    }
+    s
 }

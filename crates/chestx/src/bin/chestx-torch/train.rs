@@ -112,6 +112,10 @@ pub struct TrainArgs {
     device: String,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Exit 0 even when films were left out (listed but missing, or unreadable); each is still
+    /// named, in RUN/skipped.txt.
+    #[arg(long)]
+    allow_skips: bool,
 }
 
 /// Progress bars for the training loop.
@@ -174,8 +178,9 @@ impl Observer for Bars {
     }
     fn message(&self, msg: &str) {
         match &*self.bar.lock().unwrap() {
-            Some(pb) => pb.println(msg),
-            None => eprintln!("{msg}"),
+            // A hidden bar (stderr not a terminal) would swallow the line.
+            Some(pb) if self.visible => pb.println(msg),
+            _ => eprintln!("{msg}"),
         }
     }
 }
@@ -201,7 +206,7 @@ pub fn run_train(a: TrainArgs) -> Result<ExitCode> {
             (out.clone(), train(&out, start, device, &bars, &controls)?)
         }
     };
-    Ok(report_outcome(outcome, &dir))
+    report_outcome(outcome, &dir, a.allow_skips)
 }
 
 /// Controls whose stop flag Ctrl-C sets (a second Ctrl-C leaves at once).
@@ -279,8 +284,8 @@ fn new_config(a: &TrainArgs) -> Result<(PathBuf, TrainConfig)> {
     Ok((out, cfg))
 }
 
-fn report_outcome(outcome: Outcome, dir: &std::path::Path) -> ExitCode {
-    match outcome {
+fn report_outcome(outcome: Outcome, dir: &std::path::Path, allow_skips: bool) -> Result<ExitCode> {
+    Ok(match outcome {
         Outcome::Finished(s) => {
             eprintln!(
                 "done: {} steps; best val AUC {} at epoch {}; run in {}",
@@ -289,7 +294,8 @@ fn report_outcome(outcome: Outcome, dir: &std::path::Path) -> ExitCode {
                 s.best_epoch.map_or("-".into(), |e| e.to_string()),
                 dir.display()
             );
-            ExitCode::SUCCESS
+            account(&s.skipped, dir)?;
+            chestx_cli::output::batch_status(s.skipped.len(), allow_skips)
         }
         Outcome::Interrupted(s) => {
             eprintln!(
@@ -301,5 +307,30 @@ fn report_outcome(outcome: Outcome, dir: &std::path::Path) -> ExitCode {
             );
             ExitCode::from(130)
         }
+    })
+}
+
+/// The films the run left out, named on stderr (the first 20) and all in `RUN/skipped.txt`.
+fn account(skipped: &[String], dir: &std::path::Path) -> Result<()> {
+    let list = dir.join("skipped.txt");
+    if skipped.is_empty() {
+        return Ok(());
     }
+    chestx_cli::output::write_atomic(&list, |w| {
+        for s in skipped {
+            writeln!(w, "{s}")?;
+        }
+        Ok(())
+    })?;
+    let mut log = chestx_cli::output::ErrorLog::new(20);
+    for s in skipped {
+        log.report(s);
+    }
+    log.finish(Some(&list));
+    eprintln!(
+        "{} films left out of training or validation, listed in {}",
+        skipped.len(),
+        list.display()
+    );
+    Ok(())
 }
