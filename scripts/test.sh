@@ -16,3 +16,10 @@ if [ "${CHESTX_RAY_TESTS:-}" = 1 ] || "$VENV/bin/python" -c "import ray, pytest"
 else
   echo "SKIP deploy/: Ray is not installed (scripts/setup-deploy.sh installs it)"
 fi
+# The Python package (python/) against the CLI on real data. CI sets CHESTX_PYTHON_TESTS=1 (and
+# installs the package with scripts/setup-python.sh); elsewhere it runs when the package is installed.
+if [ "${CHESTX_PYTHON_TESTS:-}" = 1 ] || "$VENV/bin/python" -c "import chestx" 2>/dev/null; then
+  CHESTX_BIN="$PWD/target/debug/chestx" "$VENV/bin/python" -m pytest -q -p no:cacheprovider python/tests
+else
+  echo "SKIP python/tests: the package is not installed (scripts/setup-python.sh installs it)"
+fi
