@@ -21,6 +21,42 @@ pub struct SectionPolicy {
     pub fallback_to_unheaded: bool,
 }
 
+impl SectionPolicy {
+    /// The sections named (`all` takes every section), or the default with no names; an unknown
+    /// name is an error listing the known ones. `chestx label --sections` and the Python package.
+    pub fn from_names(names: Option<&[String]>) -> Result<SectionPolicy, String> {
+        let Some(names) = names else {
+            return Ok(SectionPolicy::default());
+        };
+        if names.iter().any(|n| n.eq_ignore_ascii_case("all")) {
+            return Ok(SectionPolicy {
+                wanted: Section::ALL.to_vec(),
+                fallback_to_unheaded: false,
+            });
+        }
+        let mut wanted = Vec::new();
+        for n in names {
+            match Section::ALL
+                .iter()
+                .find(|s| s.name().eq_ignore_ascii_case(n.trim()))
+            {
+                Some(s) => wanted.push(*s),
+                None => {
+                    let known: Vec<_> = Section::ALL.iter().map(|s| s.name()).collect();
+                    return Err(format!(
+                        "unknown section {n:?}; known sections: {}, all",
+                        known.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(SectionPolicy {
+            wanted,
+            fallback_to_unheaded: false,
+        })
+    }
+}
+
 impl Default for SectionPolicy {
     /// Findings + impression, as in the paper, falling back to the un-headed text of plain reports.
     fn default() -> Self {

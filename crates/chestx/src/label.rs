@@ -66,38 +66,6 @@ pub enum Uncertain {
     Positive,
 }
 
-fn section_policy(names: &Option<Vec<String>>) -> Result<SectionPolicy> {
-    let Some(names) = names else {
-        return Ok(SectionPolicy::default());
-    };
-    if names.iter().any(|n| n.eq_ignore_ascii_case("all")) {
-        return Ok(SectionPolicy {
-            wanted: Section::ALL.to_vec(),
-            fallback_to_unheaded: false,
-        });
-    }
-    let mut wanted = Vec::new();
-    for n in names {
-        match Section::ALL
-            .iter()
-            .find(|s| s.name().eq_ignore_ascii_case(n.trim()))
-        {
-            Some(s) => wanted.push(*s),
-            None => {
-                let known: Vec<_> = Section::ALL.iter().map(|s| s.name()).collect();
-                bail!(
-                    "unknown section {n:?}; known sections: {}, all",
-                    known.join(", ")
-                )
-            }
-        }
-    }
-    Ok(SectionPolicy {
-        wanted,
-        fallback_to_unheaded: false,
-    })
-}
-
 pub fn build_labeler(rules: &Option<PathBuf>, sections: &Option<Vec<String>>) -> Result<Labeler> {
     let rules = match rules {
         Some(p) => {
@@ -107,7 +75,8 @@ pub fn build_labeler(rules: &Option<PathBuf>, sections: &Option<Vec<String>>) ->
         }
         None => Rules::default_rules(),
     };
-    Ok(Labeler::new(rules, section_policy(sections)?))
+    let policy = SectionPolicy::from_names(sections.as_deref()).map_err(anyhow::Error::msg)?;
+    Ok(Labeler::new(rules, policy))
 }
 
 /// One CSV row for a labelled report.

@@ -28,38 +28,6 @@ fn findings() -> Vec<&'static str> {
     Finding::ALL.iter().map(|f| f.name()).collect()
 }
 
-fn section_policy(sections: Option<Vec<String>>) -> PyResult<SectionPolicy> {
-    let Some(names) = sections else {
-        return Ok(SectionPolicy::default());
-    };
-    if names.iter().any(|n| n.eq_ignore_ascii_case("all")) {
-        return Ok(SectionPolicy {
-            wanted: Section::ALL.to_vec(),
-            fallback_to_unheaded: false,
-        });
-    }
-    let mut wanted = Vec::new();
-    for n in &names {
-        match Section::ALL
-            .iter()
-            .find(|s| s.name().eq_ignore_ascii_case(n.trim()))
-        {
-            Some(s) => wanted.push(*s),
-            None => {
-                let known: Vec<_> = Section::ALL.iter().map(|s| s.name()).collect();
-                return Err(err(format!(
-                    "unknown section {n:?}; known sections: {}, all",
-                    known.join(", ")
-                )));
-            }
-        }
-    }
-    Ok(SectionPolicy {
-        wanted,
-        fallback_to_unheaded: false,
-    })
-}
-
 /// A labeler with the compiled-in rules or a rules TOML file, and the sections to read.
 #[pyclass(frozen)]
 struct NativeLabeler {
@@ -100,7 +68,10 @@ impl NativeLabeler {
             None => Rules::default_rules(),
         };
         Ok(NativeLabeler {
-            labeler: Labeler::new(rules, section_policy(sections)?),
+            labeler: Labeler::new(
+                rules,
+                SectionPolicy::from_names(sections.as_deref()).map_err(err)?,
+            ),
             max_report_bytes,
         })
     }
