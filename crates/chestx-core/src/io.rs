@@ -149,8 +149,115 @@ pub fn write_atomic_stream(
     })
 }
 
+/// CSV bytes with every CRLF record terminator (outside quotes) read as LF; quoted cells keep
+/// their bytes. The csv crate counts a record's line at the LF of the terminator before it, which it
+/// has not consumed yet when the terminator is CRLF, so every line number of a Windows-written file
+/// came out one short (rust-csv issue 395). Messages must name the line a user opens.
+pub struct CrlfAsLf<R> {
+    inner: R,
+    in_quotes: bool,
+    held_cr: bool,
+    ready: Vec<u8>,
+    at: usize,
+}
+
+impl<R: Read> CrlfAsLf<R> {
+    pub fn new(inner: R) -> Self {
+        CrlfAsLf {
+            inner,
+            in_quotes: false,
+            held_cr: false,
+            ready: Vec::new(),
+            at: 0,
+        }
+    }
+
+    /// The next chunk of `inner`, converted, into `ready`; false at the end of the input.
+    fn fill(&mut self) -> std::io::Result<bool> {
+        let mut chunk = [0u8; 8192];
+        let n = self.inner.read(&mut chunk)?;
+        self.ready.clear();
+        self.at = 0;
+        if n == 0 {
+            if std::mem::take(&mut self.held_cr) {
+                self.ready.push(b'\r');
+            }
+            return Ok(!self.ready.is_empty());
+        }
+        for &b in &chunk[..n] {
+            if std::mem::take(&mut self.held_cr) && b != b'\n' {
+                self.ready.push(b'\r');
+            }
+            match b {
+                b'"' => self.in_quotes = !self.in_quotes,
+                b'\r' if !self.in_quotes => {
+                    self.held_cr = true;
+                    continue;
+                }
+                _ => {}
+            }
+            self.ready.push(b);
+        }
+        Ok(true)
+    }
+}
+
+impl<R: Read> Read for CrlfAsLf<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.ready.len() {
+            if out.is_empty() || !self.fill()? {
+                return Ok(0);
+            }
+        }
+        let n = out.len().min(self.ready.len() - self.at);
+        out[..n].copy_from_slice(&self.ready[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    fn crlf_as_lf(input: &[u8], chunk: usize) -> Vec<u8> {
+        let mut r = super::CrlfAsLf::new(input);
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; chunk];
+        loop {
+            let n = std::io::Read::read(&mut r, &mut buf).unwrap();
+            if n == 0 {
+                return out;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    #[test]
+    fn crlf_terminators_become_lf_and_quoted_cells_keep_their_bytes() {
+        let input = b"id,text\r\n1,\"two\r\nlines\"\r\n2,lone\rcr\r\n3,\"\"\"q\"\"\"\r";
+        let want = b"id,text\n1,\"two\r\nlines\"\n2,lone\rcr\n3,\"\"\"q\"\"\"\r";
+        for chunk in [1, 2, 3, 7, 4096] {
+            assert_eq!(
+                crlf_as_lf(input, chunk),
+                want.to_vec(),
+                "read {chunk} at a time"
+            );
+        }
+    }
+
+    #[test]
+    fn csv_line_numbers_of_a_crlf_file_match_the_lf_file() {
+        let lf = "a,b\n1,2\n3,4\n5,6\n";
+        let crlf = lf.replace('\n', "\r\n");
+        let lines = |text: &str| -> Vec<u64> {
+            let mut rdr = csv::Reader::from_reader(super::CrlfAsLf::new(text.as_bytes()));
+            rdr.records()
+                .map(|r| r.unwrap().position().unwrap().line())
+                .collect()
+        };
+        assert_eq!(lines(lf), vec![2, 3, 4]);
+        assert_eq!(lines(&crlf), vec![2, 3, 4]);
+    }
+
     use super::*;
 
     fn scratch(name: &str) -> std::path::PathBuf {

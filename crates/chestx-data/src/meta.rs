@@ -44,7 +44,9 @@ impl MetaTable {
 /// listing the headers there are.
 pub fn read_meta(path: &Path, wanted: &[Wanted]) -> Result<MetaTable, NihError> {
     let reader = chestx_core::io::open_maybe_gz(path).map_err(|e| bad(path, e.to_string()))?;
-    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(chestx_core::io::CrlfAsLf::new(reader));
     let header: Vec<String> = rdr
         .headers()
         .map_err(|e| bad(path, e.to_string()))?

@@ -212,7 +212,7 @@ fn read_txt(bytes: &[u8], origin: &str, stem: &str) -> ReadResult {
 fn read_csv(source: impl Read, origin: &str, opts: &ReadOptions, out: &mut dyn FnMut(ReadResult)) {
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(false)
-        .from_reader(source);
+        .from_reader(chestx_core::io::CrlfAsLf::new(source));
     let headers: Vec<String> = match rdr.byte_headers() {
         Ok(h) => h
             .iter()

@@ -271,3 +271,21 @@ fn arbitrary_bytes_never_panic_the_readers_or_the_labeler() {
         labeler.label_text(&String::from_utf8_lossy(&bytes));
     }
 }
+
+#[test]
+fn a_windows_written_csv_names_the_same_lines_as_a_unix_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let lf = "uid,findings,impression\n1,Effusion.,Effusion.\n2,\"two\r\nlines\",x\n3,too,many,fields\n4,,\n";
+    // Every terminator CRLF; the quoted cell already holds one.
+    let crlf = lf.replace("\n", "\r\n").replace("\r\r\n", "\r\n");
+    for (name, text) in [("lf.csv", lf.to_string()), ("crlf.csv", crlf)] {
+        let p = write(dir.path(), name, text.as_bytes());
+        let r = read_inputs(&[p], &ReadOptions::default());
+        let msg = |i: usize| r[i].as_ref().unwrap_err().to_string();
+        assert_eq!(r.len(), 4, "{name}: {r:?}");
+        assert!(msg(2).contains(&format!("{name}:5")), "{name}: {}", msg(2));
+        assert!(msg(3).contains(&format!("{name}:6")), "{name}: {}", msg(3));
+        let two = &r[1].as_ref().unwrap().sources[0].text;
+        assert_eq!(two, "two\r\nlines", "{name}: a quoted cell keeps its bytes");
+    }
+}
