@@ -168,3 +168,87 @@ def test_boxes_and_scores_on_known_maps():
     assert all(r["accuracy"] == 0.5 and r["afp"] == 0.5 for r in table)
     with pytest.raises(chestx.ChestxError, match="NaN"):
         chestx.boxes_from_heatmap(np.full((4, 4), np.nan))
+
+
+def test_import_leaves_numpy_and_pandas_unloaded():
+    # What keeps `import chestx` fast: NumPy and pandas load on first use, not at import.
+    code = "import sys, chestx; print(sorted(m for m in ('numpy', 'pandas') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_nih_open_reads_the_release_and_splits_by_patient():
+    pd = pytest.importorskip("pandas")
+    root = needs(DATA / "nih")
+    entry_file = needs(root / "meta" / "Data_Entry_2017_v2020.csv.gz")
+    ds = chestx.nih.open(root, val_fraction=0.1, seed=0)
+    e = ds.entries
+    raw = pd.read_csv(entry_file, dtype=str)
+    assert len(e) == len(raw) == 112120
+    assert e["Image Index"].tolist() == raw["Image Index"].tolist()
+    assert e["Patient ID"].tolist() == raw["Patient ID"].astype(int).tolist()
+    for f in chestx.FINDINGS:  # each 0/1 column agrees with the release's label cell
+        want = raw["Finding Labels"].str.split("|").apply(lambda ls, f=f: f in ls)
+        assert e[f].astype(bool).tolist() == want.tolist(), f
+    counts = e["split"].value_counts(dropna=False).to_dict()
+    assert counts["test"] == 25596 and counts["train"] + counts["val"] == 86524
+    assert 0.08 < counts["val"] / 86524 < 0.12
+    sides = e.groupby("Patient ID")["split"].nunique()
+    assert (sides == 1).all(), "a patient on two sides of the split"
+    # Another seed moves validation patients; the official test list never moves.
+    other = chestx.nih.open(root, val_fraction=0.1, seed=1).entries
+    assert (other["split"] == "test").equals(e["split"] == "test")
+    assert not (other["split"] == "val").equals(e["split"] == "val")
+    on_disk = e[e["path"].notna()]
+    assert sorted(on_disk["Image Index"]) == sorted(p.name for p in (root / "images").glob("*.png"))
+    assert all(Path(p).is_file() for p in on_disk["path"])
+    b = ds.boxes
+    assert len(b) == 984 and b["Image Index"].nunique() == 880
+    assert "Infiltration" in set(b["Finding"]) and "Infiltrate" not in set(b["Finding"])
+    assert len(ds.split("test")) == 25596
+
+
+def write_csv(path, header, rows):
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def test_chexpert_open_reads_the_convention(tmp_path):
+    pytest.importorskip("pandas")
+    tmp_path = tmp_path / "CheXpert-v1.0-small"  # the release's paths start with its folder name
+    tmp_path.mkdir()
+    header = ["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", "No Finding", "Cardiomegaly",
+              "Lung Opacity", "Pleural Effusion", "Pneumothorax"]
+    train = [[f"CheXpert-v1.0-small/train/patient{p:05d}/study1/view1_frontal.jpg", "Female", "60",
+              "Frontal", "AP", "", "1.0", "-1.0", "0.0" if p % 2 else "", "-1.0"]
+             for p in range(1, 201)]
+    train.append(["CheXpert-v1.0-small/train/patient00001/study1/view2_lateral.jpg", "Female",
+                  "60", "Lateral", "", "1.0", "", "", "", ""])
+    valid = [["CheXpert-v1.0-small/valid/patient64541/study1/view1_frontal.jpg", "Male", "70",
+              "Frontal", "PA", "0.0", "0.0", "1.0", "1.0", "0.0"]]
+    write_csv(tmp_path / "train.csv", header, train)
+    write_csv(tmp_path / "valid.csv", header, valid)
+    film = tmp_path / "train" / "patient00001" / "study1" / "view1_frontal.jpg"
+    film.parent.mkdir(parents=True)
+    film.write_bytes(b"")
+    ds = chestx.chexpert.open(tmp_path, val_fraction=0.2, seed=3)
+    r = ds.rows
+    assert len(r) == 202
+    assert ds.findings == ["Cardiomegaly", "Effusion", "Pneumothorax"]
+    assert "Lung Opacity" in ds.description
+    assert r["Cardiomegaly"].tolist()[:2] == [1, 1] and r["Pneumothorax"][0] == -1
+    assert r["Effusion"].isna().sum() == 100 + 1  # blank cells stay unknown, not negative
+    assert r["frontal"].tolist()[200] is False
+    assert r["file"].tolist()[-1] == "valid.csv" and r["split"].tolist()[-1] == "test"
+    train_rows = r[r["file"] == "train.csv"]
+    val_patients = set(train_rows[train_rows["split"] == "val"]["patient"])
+    assert 20 <= len(val_patients) <= 60
+    assert not val_patients & set(train_rows[train_rows["split"] == "train"]["patient"])
+    assert r["path"][0] == str(film) and r["path"].notna().sum() == 1
+    # A cell outside the convention is refused with the file, line and column named.
+    train[5][6] = "2"
+    write_csv(tmp_path / "train.csv", header, train)
+    with pytest.raises(chestx.ChestxError, match=r"train\.csv: line 7: Cardiomegaly: \"2\""):
+        chestx.chexpert.open(tmp_path)

@@ -117,6 +117,14 @@ impl ChexpertRow {
     }
 }
 
+/// The file of the layout a row was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceFile {
+    Train,
+    Valid,
+    Test,
+}
+
 /// A CheXpert-layout dataset opened from a folder.
 #[derive(Debug, Clone)]
 pub struct ChexpertDataset {
@@ -212,6 +220,35 @@ impl ChexpertDataset {
         self.root.join(name)
     }
 
+    /// Every row with the file it came from: `train.csv`'s, then `valid.csv`'s, then `test.csv`'s.
+    pub fn rows(&self) -> impl Iterator<Item = (SourceFile, &ChexpertRow)> {
+        let test = self.test.as_deref().unwrap_or_default();
+        let train = self.train.iter().map(|r| (SourceFile::Train, r));
+        let valid = self.valid.iter().map(|r| (SourceFile::Valid, r));
+        train
+            .chain(valid)
+            .chain(test.iter().map(|r| (SourceFile::Test, r)))
+    }
+
+    /// The split a row belongs to (see [`ChexpertDataset::samples`]).
+    pub fn split_of(
+        &self,
+        file: SourceFile,
+        row: &ChexpertRow,
+        val_fraction: f64,
+        seed: u64,
+    ) -> Split {
+        match (file, self.test.is_some()) {
+            (SourceFile::Test, _) | (SourceFile::Valid, false) => Split::Test,
+            (SourceFile::Valid, true) => Split::Val,
+            (SourceFile::Train, true) => Split::Train,
+            (SourceFile::Train, false) if patient_in_val(row.patient, val_fraction, seed) => {
+                Split::Val
+            }
+            (SourceFile::Train, false) => Split::Train,
+        }
+    }
+
     /// Samples of one split whose image exists, and how many listed images were not found.
     /// Train and validation come from `train.csv`, validation patients carved out as in the NIH
     /// layout; the test split is `valid.csv` (CheXpert's radiologist-labelled set), unless a
@@ -223,21 +260,11 @@ impl ChexpertDataset {
         seed: u64,
         o: &SampleOptions,
     ) -> (Vec<Sample>, Vec<String>) {
-        let rows: Box<dyn Iterator<Item = &ChexpertRow>> =
-            match (split, &self.test) {
-                (Split::Test, Some(test)) => Box::new(test.iter()),
-                (Split::Test, None) | (Split::Val, Some(_)) => Box::new(self.valid.iter()),
-                (Split::Val, None) => Box::new(
-                    self.train
-                        .iter()
-                        .filter(|r| patient_in_val(r.patient, val_fraction, seed)),
-                ),
-                (Split::Train, _) => Box::new(self.train.iter().filter(|r| {
-                    self.test.is_some() || !patient_in_val(r.patient, val_fraction, seed)
-                })),
-            };
         let (mut out, mut missing) = (Vec::new(), Vec::new());
-        for r in rows {
+        for (file, r) in self.rows() {
+            if self.split_of(file, r, val_fraction, seed) != split {
+                continue;
+            }
             if o.frontal_only && r.frontal == Some(false) {
                 continue;
             }
@@ -298,10 +325,13 @@ pub struct LabelFile {
 /// Read one CheXpert-convention label file (`Path` or `Image Index` column, 1/0/-1/blank cells);
 /// a bad cell is an error naming the file, line and column.
 pub fn read_label_file(path: &Path) -> Result<LabelFile, NihError> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(false)
-        .from_path(path)
-        .map_err(|e| bad(path, e.to_string()))?;
+    let file = std::fs::File::open(path).map_err(|e| bad(path, format!("cannot open: {e}")))?;
+    let mut rdr =
+        csv::ReaderBuilder::new()
+            .flexible(false)
+            .from_reader(chestx_core::io::CrlfAsLf::new(std::io::BufReader::new(
+                file,
+            )));
     let header = rdr.headers().map_err(|e| bad(path, e.to_string()))?.clone();
     let find = |names: &[&str]| {
         header

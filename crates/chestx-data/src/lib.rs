@@ -14,7 +14,9 @@ pub mod meta;
 pub mod nih;
 pub mod samples;
 
-pub use chexpert::{read_label_file, BlankAs, ChexpertDataset, SampleOptions, UncertainAs};
+pub use chexpert::{
+    read_label_file, BlankAs, ChexpertDataset, SampleOptions, SourceFile, UncertainAs,
+};
 pub use dataset::Dataset;
 pub use loader::{epoch_order, Batch, Loader, LoaderConfig};
 pub use nih::{NihBox, NihDataset, NihEntry, NihError};

@@ -162,13 +162,39 @@ impl NihDataset {
         self.entries.iter().map(|e| e.patient_id).collect()
     }
 
-    /// Where an image lives: `images/`, or one of the released `images_NNN/images/` folders.
-    pub fn image_path(&self, image: &str) -> Option<PathBuf> {
+    /// The folders images live in: `images/`, or the released `images_NNN/images/`.
+    fn image_dirs(&self) -> Vec<PathBuf> {
         let mut dirs = vec![self.root.join("images")];
         dirs.extend((1..=12).map(|i| self.root.join(format!("images_{i:03}")).join("images")));
-        dirs.into_iter()
+        dirs
+    }
+
+    /// Where an image lives: `images/`, or one of the released `images_NNN/images/` folders.
+    pub fn image_path(&self, image: &str) -> Option<PathBuf> {
+        self.image_dirs()
+            .into_iter()
             .map(|d| d.join(image))
             .find(|p| p.is_file())
+    }
+
+    /// Every image file in the image folders by name, from one listing of each folder (what
+    /// [`NihDataset::image_path`] finds, without a lookup per image); the first folder wins.
+    pub fn image_files(&self) -> HashMap<String, PathBuf> {
+        let mut out = HashMap::new();
+        for dir in self.image_dirs() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let linked_file = |t: std::fs::FileType| t.is_symlink() && e.path().is_file();
+                if e.file_type().is_ok_and(|t| t.is_file() || linked_file(t)) {
+                    if let Some(name) = e.file_name().to_str() {
+                        out.entry(name.to_string()).or_insert_with(|| e.path());
+                    }
+                }
+            }
+        }
+        out
     }
 }
 

@@ -3,7 +3,7 @@
 use crate::nih::NihDataset;
 use chestx_core::seed::mix64;
 use chestx_core::Finding;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 /// One training/evaluation example.
@@ -31,15 +31,9 @@ pub fn patient_in_val(patient: u64, val_fraction: f64, seed: u64) -> bool {
 }
 
 impl NihDataset {
-    /// Samples of one split whose image file exists. Validation is carved from `train_val_list` by
-    /// patient (a `val_list.txt` in the dataset overrides it), so no patient is in two splits.
-    /// Returns the samples and how many listed images were not found on disk.
-    pub fn samples(
-        &self,
-        split: Split,
-        val_fraction: f64,
-        seed: u64,
-    ) -> (Vec<Sample>, Vec<String>) {
+    /// Whether a `train_val_list` image (with its patient) is held out for validation: listed in a
+    /// `val_list.txt` beside the release when there is one, else by [`patient_in_val`].
+    pub fn val_membership(&self, val_fraction: f64, seed: u64) -> impl Fn(&str, u64) -> bool {
         let val_list: Option<HashSet<String>> =
             std::fs::read_to_string(self.root.join("val_list.txt"))
                 .ok()
@@ -49,10 +43,45 @@ impl NihDataset {
                         .filter(|l| !l.is_empty())
                         .collect()
                 });
-        let in_val = |image: &str, patient: u64| match &val_list {
+        move |image: &str, patient: u64| match &val_list {
             Some(v) => v.contains(image),
             None => patient_in_val(patient, val_fraction, seed),
-        };
+        }
+    }
+
+    /// The split of every listed image, as [`NihDataset::samples`] assigns them (an image in both
+    /// lists counts as test).
+    pub fn split_of(&self, val_fraction: f64, seed: u64) -> HashMap<&str, Split> {
+        let in_val = self.val_membership(val_fraction, seed);
+        let mut out = HashMap::new();
+        for name in &self.train_val {
+            if let Some(e) = self.entry(name) {
+                let s = if in_val(name, e.patient_id) {
+                    Split::Val
+                } else {
+                    Split::Train
+                };
+                out.insert(name.as_str(), s);
+            }
+        }
+        for name in &self.test {
+            if self.entry(name).is_some() {
+                out.insert(name.as_str(), Split::Test);
+            }
+        }
+        out
+    }
+
+    /// Samples of one split whose image file exists. Validation is carved from `train_val_list` by
+    /// patient (a `val_list.txt` in the dataset overrides it), so no patient is in two splits.
+    /// Returns the samples and how many listed images were not found on disk.
+    pub fn samples(
+        &self,
+        split: Split,
+        val_fraction: f64,
+        seed: u64,
+    ) -> (Vec<Sample>, Vec<String>) {
+        let in_val = self.val_membership(val_fraction, seed);
         let names: &[String] = if split == Split::Test {
             &self.test
         } else {

@@ -9,7 +9,10 @@ use chestx_report::{Labeler, Labelled, Report, Rules, Section, SectionPolicy, So
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 use rayon::prelude::*;
+
+mod datasets;
 
 create_exception!(
     chestx,
@@ -35,8 +38,7 @@ struct NativeLabeler {
     max_report_bytes: usize,
 }
 
-/// One report's result: its 15 cells (1, 0, -1 or None), or the reason it was refused; and its
-/// evidence when asked for.
+/// A report's 15 cells: 1, 0, -1 or None (not mentioned).
 type Cells = Vec<Option<i8>>;
 type Evidence = (
     String,
@@ -76,47 +78,123 @@ impl NativeLabeler {
         })
     }
 
-    /// Label reports given as rows: `ids[i]`, and `rows[i][j]` the text of column `columns[j]`
-    /// (a column named after a section — findings, impression — is that section; any other is
-    /// free text whose headings are found). Work runs on every core without the GIL.
-    /// Returns per report `(cells, error, evidence)`.
-    #[pyo3(signature = (ids, columns, rows, evidence=false))]
-    #[allow(clippy::type_complexity)]
-    fn label_rows(
+    /// Label reports given column by column: `ids[i]`, and `texts[j][i]` report i's text in column
+    /// `columns[j]` (a column named after a section — findings, impression — is that section; any
+    /// other is free text whose headings are found). Work runs on every core without the GIL.
+    ///
+    /// Returns the ids of the labelled reports (trimmed), their cells column-major (15 findings ×
+    /// reports, int8: 1, 0, -1, or with `binary` 0/1 with uncertain mapped by
+    /// `uncertain_positive`), the mask of blank cells in the same layout, the refused reports'
+    /// messages, and each labelled report's evidence when asked for.
+    #[pyo3(signature = (ids, columns, texts, binary=false, uncertain_positive=false, evidence=false))]
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn label_columns<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         ids: Vec<String>,
         columns: Vec<String>,
-        rows: Vec<Vec<String>>,
+        texts: Vec<Vec<String>>,
+        binary: bool,
+        uncertain_positive: bool,
         evidence: bool,
-    ) -> PyResult<Vec<(Cells, Option<String>, Vec<Evidence>)>> {
-        if ids.len() != rows.len() {
-            return Err(err(format!("{} ids for {} reports", ids.len(), rows.len())));
-        }
-        if let Some((i, r)) = rows
-            .iter()
-            .enumerate()
-            .find(|(_, r)| r.len() != columns.len())
-        {
+    ) -> PyResult<(
+        Vec<String>,
+        Bound<'py, PyBytes>,
+        Bound<'py, PyBytes>,
+        Vec<String>,
+        Vec<Vec<Evidence>>,
+    )> {
+        if texts.len() != columns.len() {
             return Err(err(format!(
-                "report {i} has {} text cells for {} columns",
-                r.len(),
+                "{} text columns for {} column names",
+                texts.len(),
                 columns.len()
+            )));
+        }
+        if let Some((j, c)) = texts.iter().enumerate().find(|(_, c)| c.len() != ids.len()) {
+            return Err(err(format!(
+                "column {:?} has {} texts for {} ids",
+                columns[j],
+                c.len(),
+                ids.len()
             )));
         }
         let sections: Vec<Option<Section>> = columns
             .iter()
             .map(|c| Section::from_heading(c).filter(|s| *s != Section::Other))
             .collect();
-        Ok(py.detach(|| {
-            ids.into_par_iter()
+        let table = py.detach(|| {
+            let mut rows: Vec<Vec<String>> = vec![Vec::with_capacity(columns.len()); ids.len()];
+            for column in texts {
+                for (row, text) in rows.iter_mut().zip(column) {
+                    row.push(text);
+                }
+            }
+            let results: Vec<_> = ids
+                .into_par_iter()
                 .zip(rows)
                 .enumerate()
                 .map(|(i, (id, row))| self.label_one(i, id, &columns, &sections, row, evidence))
-                .collect()
-        }))
+                .collect();
+            Table::gather(results, binary, uncertain_positive)
+        });
+        Ok((
+            table.ids,
+            PyBytes::new(py, &table.values),
+            PyBytes::new(py, &table.blank),
+            table.errors,
+            table.evidence,
+        ))
     }
 }
+
+/// Labelled reports gathered for Python: cells column-major so each finding is one array.
+struct Table {
+    ids: Vec<String>,
+    values: Vec<u8>,
+    blank: Vec<u8>,
+    errors: Vec<String>,
+    evidence: Vec<Vec<Evidence>>,
+}
+
+impl Table {
+    fn gather(results: Vec<Labelled1>, binary: bool, uncertain_positive: bool) -> Table {
+        let mut t = Table {
+            ids: Vec::new(),
+            values: Vec::new(),
+            blank: Vec::new(),
+            errors: Vec::new(),
+            evidence: Vec::new(),
+        };
+        let mut kept = Vec::new();
+        for r in results {
+            match r {
+                Err(e) => t.errors.push(e),
+                Ok((id, cells, ev)) => {
+                    t.ids.push(id);
+                    kept.push(cells);
+                    t.evidence.push(ev);
+                }
+            }
+        }
+        for f in 0..Finding::ALL.len() {
+            for cells in &kept {
+                let (v, blank) = match (cells[f], binary) {
+                    (Some(-1), true) => (uncertain_positive as i8, false),
+                    (None, true) => (0, false),
+                    (Some(v), _) => (v, false),
+                    (None, false) => (0, true),
+                };
+                t.values.push(v as u8);
+                t.blank.push(blank as u8);
+            }
+        }
+        t
+    }
+}
+
+/// One report labelled: its trimmed id, 15 cells (1, 0, -1 or None) and evidence; or why not.
+type Labelled1 = Result<(String, Cells, Vec<Evidence>), String>;
 
 impl NativeLabeler {
     fn label_one(
@@ -127,8 +205,8 @@ impl NativeLabeler {
         sections: &[Option<Section>],
         row: Vec<String>,
         evidence: bool,
-    ) -> (Cells, Option<String>, Vec<Evidence>) {
-        let refuse = |msg: String| (Vec::new(), Some(msg), Vec::new());
+    ) -> Labelled1 {
+        let refuse = |msg: String| Err(msg);
         if id.trim().is_empty() {
             return refuse(format!("report {index}: empty report id"));
         }
@@ -174,7 +252,7 @@ impl NativeLabeler {
         } else {
             Vec::new()
         };
-        (cells, None, ev)
+        Ok((report.id, cells, ev))
     }
 }
 
@@ -429,6 +507,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(iobb, m)?,
         wrap_pyfunction!(localization_table, m)?,
         wrap_pyfunction!(roc_auc, m)?,
+        wrap_pyfunction!(datasets::nih_open, m)?,
+        wrap_pyfunction!(datasets::chexpert_open, m)?,
     ] {
         m.add_function(f)?;
     }

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import json
 from itertools import islice
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-import numpy as np
+if TYPE_CHECKING:  # NumPy loads on first use: `import chestx` stays fast
+    import numpy as np
 
-from . import _native
+from . import _native, chexpert, nih
 from ._native import ChestxError
 
 __all__ = [
     "ChestxError", "FINDINGS", "label", "label_iter", "read_image", "read_dicom_info",
     "boxes_from_heatmap", "iou", "iobb", "localization_table", "roc_auc",
-    "IOU_THRESHOLDS", "IOBB_THRESHOLDS", "PAPER_HEAT_THRESHOLDS",
+    "IOU_THRESHOLDS", "IOBB_THRESHOLDS", "PAPER_HEAT_THRESHOLDS", "nih", "chexpert",
 ]
 __version__ = "0.1.0"
 
@@ -51,8 +52,30 @@ def _text_columns(columns: List[str], id_column: str, text_columns: Optional[Seq
     return named or [c for c in columns if c != id_column]
 
 
-def _rows(reports, ids, id_column, text_columns):
-    """(ids, column names, rows of text) from a DataFrame, a list of texts, or a list of dicts."""
+def _text(v) -> str:
+    """A cell as text: missing values (None, NaN, pandas' NA) are empty."""
+    if isinstance(v, str):
+        return v
+    if v is None:
+        return ""
+    try:
+        if v != v:
+            return ""
+    except TypeError:  # pandas.NA has no truth value
+        return ""
+    return str(v)
+
+
+def _frame_text(column) -> List[str]:
+    """A DataFrame column as texts: missing cells empty, other values as written by `str`."""
+    values = column.tolist()
+    if all(type(v) is str for v in values):
+        return values
+    return [_text(v) for v in values]
+
+
+def _columns(reports, ids, id_column, text_columns):
+    """(ids, column names, texts per column) from a DataFrame, a list of texts, or a list of dicts."""
     if isinstance(reports, str):
         reports = [reports]
     if _is_frame(reports):
@@ -61,29 +84,18 @@ def _rows(reports, ids, id_column, text_columns):
         if idc not in cols:
             raise ChestxError(f"no id column {idc!r} in header {cols!r}")
         tcols = _text_columns(cols, idc, text_columns)
-        frame = reports.astype(object).where(reports.notna(), "")
-        out_ids = [str(v) for v in frame[idc].tolist()]
-        rows = [[str(v) for v in r] for r in frame[tcols].itertuples(index=False, name=None)]
-        return out_ids, tcols, rows
+        return _frame_text(reports[idc]), tcols, [_frame_text(reports[c]) for c in tcols]
     reports = list(reports)
     if reports and isinstance(reports[0], dict):
         cols = list(reports[0].keys())
         idc = id_column if id_column is not None else cols[0]
         tcols = _text_columns(cols, idc, text_columns)
-        return ([str(r.get(idc, "")) for r in reports], tcols,
-                [[str(r.get(c) or "") for c in tcols] for r in reports])
+        return ([_text(r.get(idc)) for r in reports], tcols,
+                [[_text(r.get(c)) for r in reports] for c in tcols])
     out_ids = [str(i) for i in ids] if ids is not None else [str(i) for i in range(len(reports))]
     if len(out_ids) != len(reports):
         raise ChestxError(f"{len(out_ids)} ids for {len(reports)} reports")
-    return out_ids, ["text"], [[t if isinstance(t, str) else ""] for t in reports]
-
-
-def _cell(v, binary: bool, uncertain_positive: bool):
-    if not binary:
-        return v
-    if v == -1:
-        return 1 if uncertain_positive else 0
-    return 1 if v == 1 else 0
+    return out_ids, ["text"], [[t if isinstance(t, str) else "" for t in reports]]
 
 
 def label(reports, ids: Optional[Sequence[Any]] = None, *, binary: bool = False,
@@ -114,18 +126,39 @@ def label(reports, ids: Optional[Sequence[Any]] = None, *, binary: bool = False,
         raise ChestxError(f"errors={errors!r}: raise or skip")
     frame = _is_frame(reports) if as_frame is None else as_frame
     lab = _native.NativeLabeler(rules, list(sections) if sections else None, max_report_bytes)
-    out, errs = _label_chunk(lab, reports, ids, binary, uncertain == "positive", evidence,
-                             id_column, text_columns)
+    rid, cols, texts = _columns(reports, ids, id_column, text_columns)
+    kept, values, blank, errs, ev = lab.label_columns(rid, cols, texts, binary,
+                                                      uncertain == "positive", evidence)
     if errs and errors == "raise":
         raise ChestxError(f"{len(errs)} reports could not be labelled; the first: {errs[0]}")
+    import numpy as np
+
+    shape = (len(FINDINGS), len(kept))
+    values = np.frombuffer(values, dtype=np.int8).reshape(shape)
+    blank = np.frombuffer(blank, dtype=np.bool_).reshape(shape)
+    spans = [[dict(zip(_EVIDENCE, e)) for e in report] for report in ev] if evidence else None
     if frame:
         import pandas as pd
-        df = pd.DataFrame(out, columns=["report_id", *FINDINGS] + (["evidence"] if evidence else []))
-        for f in FINDINGS:
-            df[f] = df[f].astype("Int8")
+
+        data: Dict[str, Any] = {"report_id": kept}
+        for j, f in enumerate(FINDINGS):
+            data[f] = pd.arrays.IntegerArray(values[j].copy(), blank[j].copy())
+        if evidence:
+            data["evidence"] = spans
+        df = pd.DataFrame(data)
         df.attrs["errors"] = errs
         return df
+    cells = np.where(blank, None, values.astype(object)).T.tolist()
+    out = []
+    for k, (i, row) in enumerate(zip(kept, cells)):
+        d = {"report_id": i, **dict(zip(FINDINGS, row))}
+        if evidence:
+            d["evidence"] = spans[k]
+        out.append(d)
     return _Result(out, errs)
+
+
+_EVIDENCE = ("source", "section", "finding", "status", "sentence", "start", "end", "phrase", "rule")
 
 
 class _Result(list):
@@ -134,25 +167,6 @@ class _Result(list):
     def __init__(self, rows, errors):
         super().__init__(rows)
         self.errors = errors
-
-
-def _label_chunk(lab, reports, ids, binary, unc_pos, evidence, id_column, text_columns):
-    rid, cols, rows = _rows(reports, ids, id_column, text_columns)
-    results = lab.label_rows(rid, cols, rows, evidence)
-    out, errs = [], []
-    for i, (cells, error, ev) in zip(rid, results):
-        if error is not None:
-            errs.append(error)
-            continue
-        row = {"report_id": i.strip()}
-        for f, v in zip(FINDINGS, cells):
-            row[f] = _cell(v, binary, unc_pos)
-        if evidence:
-            row["evidence"] = [
-                dict(zip(("source", "section", "finding", "status", "sentence", "start", "end",
-                          "phrase", "rule"), e)) for e in ev]
-        out.append(row)
-    return out, errs
 
 
 def label_iter(reports: Iterable[Any], *, chunk: int = _CHUNK, errors: str = "raise",
@@ -175,10 +189,12 @@ def label_iter(reports: Iterable[Any], *, chunk: int = _CHUNK, errors: str = "ra
         n += len(block)
 
 
-def read_image(path) -> Tuple[np.ndarray, Dict[str, Any]]:
+def read_image(path) -> Tuple["np.ndarray", Dict[str, Any]]:
     """A PNG, JPEG or DICOM film as `chestx` sees it: a float32 array (height × width) in [0, 1],
     DICOM through its modality LUT and VOI window, MONOCHROME1 inverted; and a metadata dict
     (format, size, DICOM attributes) with patient and study identifiers withheld."""
+    import numpy as np
+
     raw, w, h, meta = _native.read_image(str(path))
     return np.frombuffer(raw, dtype="<f4").reshape(h, w).copy(), json.loads(meta)
 
@@ -192,6 +208,8 @@ Box = Tuple[float, float, float, float]
 
 
 def _map(heatmap):
+    import numpy as np
+
     h = np.ascontiguousarray(heatmap, dtype="<f4")
     if h.ndim != 2:
         raise ChestxError(f"a heatmap is 2-D (height × width), not {h.ndim}-D")
@@ -250,6 +268,8 @@ def roc_auc(y_true, y_score, *, bootstrap: int = 0, level: float = 0.95, seed: i
     With `bootstrap=N`, returns `(auc, (low, high))`: a percentile interval over N resamples
     of `groups` (e.g. patient ids, each resampled whole) or of films, seeded. None where the
     labels have no positive or no negative."""
+    import numpy as np
+
     t = [None if (v is None or (isinstance(v, float) and np.isnan(v))) else bool(v)
          for v in np.asarray(y_true, dtype=object).tolist()]
     s = np.asarray(y_score, dtype=np.float64).tolist()
