@@ -23,3 +23,10 @@ if [ "${CHESTX_PYTHON_TESTS:-}" = 1 ] || "$VENV/bin/python" -c "import chestx" 2
 else
   echo "SKIP python/tests: the package is not installed (scripts/setup-python.sh installs it)"
 fi
+# Issue 18's bad inputs and faults across every command, with each process's peak memory against a
+# bound (GNU time); part of the minutes-long tier that CI turns on.
+if [ "${CHESTX_SLOW_TESTS:-}" = 1 ]; then
+  python3 scripts/fault-suite.py --bin target/debug
+else
+  echo "SKIP scripts/fault-suite.py: set CHESTX_SLOW_TESTS=1"
+fi

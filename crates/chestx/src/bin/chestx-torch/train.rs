@@ -190,10 +190,18 @@ pub fn run_train(a: TrainArgs) -> Result<ExitCode> {
     let controls = interruptible();
     let bars = Bars::new();
     let (dir, outcome) = match &a.resume {
-        Some(dir) => (
-            dir.clone(),
-            train(dir, Start::Resume, device, &bars, &controls)?,
-        ),
+        Some(dir) => {
+            if !dir.join("config.json").is_file() {
+                anyhow::bail!(
+                    "{} is not a run folder (no config.json): nothing to resume",
+                    dir.display()
+                );
+            }
+            (
+                dir.clone(),
+                train(dir, Start::Resume, device, &bars, &controls)?,
+            )
+        }
         None => {
             let (out, cfg) = new_config(&a)?;
             eprintln!(
