@@ -203,6 +203,14 @@ def build(t: Path, binary):
     subprocess.run(["cp", "-r", ds, missing_ds], check=True)
     test_list = (missing_ds / "test_list.txt").read_text().split()
     (missing_ds / "images" / test_list[0]).unlink()
+    broken_ds = t / "synth-broken"
+    subprocess.run(["cp", "-r", ds, broken_ds], check=True)
+    train_list = (broken_ds / "train_val_list.txt").read_text().split()
+    (broken_ds / "images" / train_list[0]).unlink()
+    cut = broken_ds / "images" / train_list[1]
+    cut.write_bytes(cut.read_bytes()[:300])
+    other_key = t / "other-key"
+    other_key.write_text("another-key-of-at-least-16-bytes\n")
     pred_in = t / "pred"
     for sub in ("a", "b"):
         (pred_in / sub).mkdir(parents=True)
@@ -254,6 +262,9 @@ def build(t: Path, binary):
         Case("ingest: resumed with another --size",
              ["ingest", export, "-o", o / "ds", "--secret-file", secret, "--size", "128"], expect=2,
              says=("size",)),
+        Case("ingest: resumed with another secret",
+             ["ingest", export, "-o", o / "ds", "--secret-file", other_key, "--size", "256"], expect=2,
+             says=("secret",)),
         Case("ingest: --reports truncated .tgz",
              ["ingest", export, "-o", o / "ds2", "--secret-file", secret, "--reports", tgz], expect=(1, 2),
              says=("cut.tgz",), rss_mb=400),
@@ -275,6 +286,11 @@ def build(t: Path, binary):
         *[Case(f"train: width 8 at 64 px, try {k}",
                ["train", "--dataset", ds, "--out", t / f"w8-{k}", "--width", "8", *model], expect=0,
                rss_mb=1500, limit=300, check=trained(t / f"w8-{k}")) for k in range(1, 11)],
+        Case("train: a class no film is positive for", train("--classes", "Effusion,Hernia"), expect=2,
+             says=("positive for Hernia",), rss_mb=700),
+        Case("train: a film missing, another truncated",
+             ["train", "--dataset", broken_ds, "--out", t / "broken-run", "--width", "16", *model],
+             expect=1, says=(train_list[0], train_list[1]), rss_mb=1500, limit=300),
         Case("train: --resume on a folder that is no run", ["train", "--resume", started], expect=2,
              says=("started", "not a run folder"), rss_mb=700),
         Case("train: --resume before the first checkpoint", ["train", "--resume", unstarted],

@@ -424,6 +424,9 @@ fn iobb(detected: Box4, truth: Box4) -> f64 {
     bbox(detected).iobb(&bbox(truth))
 }
 
+/// One threshold's row of the localization table.
+type LocRow = (f64, f64, f64, usize, usize);
+
 /// Accuracy and average false positives at each threshold, over `(truth boxes, detected boxes)`
 /// per image: `(threshold, accuracy, afp, truth boxes, images)`.
 #[pyfunction]
@@ -431,7 +434,7 @@ fn localization_table(
     cases: Vec<(Vec<Box4>, Vec<Box4>)>,
     overlap: &str,
     thresholds: Vec<f64>,
-) -> PyResult<Vec<(f64, f64, f64, usize, usize)>> {
+) -> PyResult<Vec<LocRow>> {
     let overlap = match overlap.to_ascii_lowercase().as_str() {
         "iou" => Overlap::IoU,
         "iobb" => Overlap::IoBB,
@@ -454,6 +457,8 @@ fn localization_table(
         .collect())
 }
 
+type Interval = (f64, f64);
+
 /// Rank AUC (ties averaged) of `scores` against `truth` (None: unknown, left out), and, with
 /// `resamples > 0`, its percentile bootstrap interval resampling `clusters` whole (patients; each
 /// film its own cluster when not given). None where a class has no positive or no negative.
@@ -467,7 +472,7 @@ fn roc_auc(
     level: f64,
     seed: u64,
     clusters: Option<Vec<u64>>,
-) -> PyResult<(Option<f64>, Option<(f64, f64)>)> {
+) -> PyResult<(Option<f64>, Option<Interval>)> {
     if scores.len() != truth.len() || clusters.as_ref().is_some_and(|c| c.len() != scores.len()) {
         return Err(err(
             "scores, truth and clusters must have one value per film",
