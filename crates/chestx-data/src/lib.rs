@@ -20,4 +20,4 @@ pub use chexpert::{
 pub use dataset::Dataset;
 pub use loader::{epoch_order, Batch, Loader, LoaderConfig};
 pub use nih::{NihBox, NihDataset, NihEntry, NihError};
-pub use samples::{patient_in_val, Sample, Split};
+pub use samples::{check_val_fraction, patient_in_val, Sample, Split};

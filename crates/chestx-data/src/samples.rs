@@ -30,6 +30,15 @@ pub fn patient_in_val(patient: u64, val_fraction: f64, seed: u64) -> bool {
     (mix64(patient ^ mix64(seed)) % 1_000_000) as f64 / 1e6 < val_fraction
 }
 
+/// A validation fraction `chestx train` accepts: from 0 (no validation) up to, not including, 1.
+pub fn check_val_fraction(f: f64) -> Result<(), String> {
+    if f.is_finite() && (0.0..1.0).contains(&f) {
+        Ok(())
+    } else {
+        Err(format!("validation fraction {f} is outside [0, 1)"))
+    }
+}
+
 impl NihDataset {
     /// Whether a `train_val_list` image (with its patient) is held out for validation: listed in a
     /// `val_list.txt` beside the release when there is one, else by [`patient_in_val`].

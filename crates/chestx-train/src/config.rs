@@ -91,11 +91,8 @@ fn validate_schedule(c: &TrainConfig) -> Result<(), TrainError> {
     if !(c.weight_decay.is_finite() && c.weight_decay >= 0.0) {
         return bad(format!("weight decay must be ≥ 0, not {}", c.weight_decay));
     }
-    if !(c.val_fraction.is_finite() && (0.0..1.0).contains(&c.val_fraction)) {
-        return bad(format!(
-            "validation fraction {} is outside [0, 1)",
-            c.val_fraction
-        ));
+    if let Err(msg) = chestx_data::check_val_fraction(c.val_fraction) {
+        return bad(msg);
     }
     if c.checkpoint_every == 0 {
         return bad("checkpoint interval must be at least 1 step".into());

@@ -5,7 +5,7 @@
 use crate::err;
 use chestx_core::Finding;
 use chestx_data::chexpert::Mention;
-use chestx_data::{ChexpertDataset, NihDataset, Split};
+use chestx_data::{check_val_fraction, ChexpertDataset, NihDataset, SourceFile, Split};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::path::PathBuf;
@@ -22,6 +22,16 @@ fn path_str(p: Option<&PathBuf>) -> Option<String> {
     p.map(|p| p.display().to_string())
 }
 
+/// `d[name] = [f(r) for r in rows]`: one column of a table, as one Python list.
+fn column<'a, 'py, R, T: IntoPyObject<'py>>(
+    d: &Bound<'py, PyDict>,
+    name: &str,
+    rows: &'a [R],
+    f: impl Fn(&'a R) -> T,
+) -> PyResult<()> {
+    d.set_item(name, rows.iter().map(f).collect::<Vec<T>>())
+}
+
 /// The NIH release under `root`: `(entries, boxes)` as dicts of columns. `split` is what `chestx
 /// train --val-fraction F --seed S` uses (None: on neither list); `path` the file, None when the
 /// image is not on disk.
@@ -32,9 +42,7 @@ pub fn nih_open<'py>(
     val_fraction: f64,
     seed: u64,
 ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyDict>)> {
-    if !(val_fraction.is_finite() && (0.0..1.0).contains(&val_fraction)) {
-        return Err(err(format!("val_fraction {val_fraction}: from 0 up to 1")));
-    }
+    check_val_fraction(val_fraction).map_err(err)?;
     let (ds, files) = py.detach(|| {
         let ds = NihDataset::open(&root).map_err(err)?;
         let files = ds.image_files();
@@ -43,81 +51,40 @@ pub fn nih_open<'py>(
     let splits = ds.split_of(val_fraction, seed);
     let e = &ds.entries;
     let entries = PyDict::new(py);
-    entries.set_item(
-        "Image Index",
-        e.iter().map(|r| &r.image).collect::<Vec<_>>(),
-    )?;
-    let labels: Vec<String> = e
-        .iter()
-        .map(|r| {
-            let names: Vec<&str> = Finding::ALL
-                .iter()
-                .filter(|f| r.labels[f.index()])
-                .map(|f| f.name())
-                .collect();
-            names.join("|")
-        })
-        .collect();
-    entries.set_item("Finding Labels", labels)?;
+    column(&entries, "Image Index", e, |r| r.image.as_str())?;
+    column(&entries, "Finding Labels", e, |r| {
+        let names: Vec<&str> = Finding::ALL
+            .iter()
+            .filter(|f| r.labels[f.index()])
+            .map(|f| f.name())
+            .collect();
+        names.join("|")
+    })?;
     for f in Finding::ALL {
-        let col: Vec<bool> = e.iter().map(|r| r.labels[f.index()]).collect();
-        entries.set_item(f.name(), col)?;
+        column(&entries, f.name(), e, |r| r.labels[f.index()])?;
     }
-    entries.set_item(
-        "Follow-up #",
-        e.iter().map(|r| r.follow_up).collect::<Vec<_>>(),
-    )?;
-    entries.set_item(
-        "Patient ID",
-        e.iter().map(|r| r.patient_id).collect::<Vec<_>>(),
-    )?;
-    entries.set_item("Patient Age", e.iter().map(|r| r.age).collect::<Vec<_>>())?;
-    entries.set_item(
-        "Patient Gender",
-        e.iter().map(|r| &r.gender).collect::<Vec<_>>(),
-    )?;
-    entries.set_item(
-        "View Position",
-        e.iter().map(|r| &r.view).collect::<Vec<_>>(),
-    )?;
-    entries.set_item(
-        "Width",
-        e.iter().map(|r| r.original_size.0).collect::<Vec<_>>(),
-    )?;
-    entries.set_item(
-        "Height",
-        e.iter().map(|r| r.original_size.1).collect::<Vec<_>>(),
-    )?;
-    entries.set_item(
-        "Spacing X",
-        e.iter().map(|r| r.pixel_spacing.0).collect::<Vec<_>>(),
-    )?;
-    entries.set_item(
-        "Spacing Y",
-        e.iter().map(|r| r.pixel_spacing.1).collect::<Vec<_>>(),
-    )?;
-    let split: Vec<Option<&str>> = e
-        .iter()
-        .map(|r| splits.get(r.image.as_str()).map(|s| split_name(*s)))
-        .collect();
-    entries.set_item("split", split)?;
-    let paths: Vec<Option<String>> = e.iter().map(|r| path_str(files.get(&r.image))).collect();
-    entries.set_item("path", paths)?;
+    column(&entries, "Follow-up #", e, |r| r.follow_up)?;
+    column(&entries, "Patient ID", e, |r| r.patient_id)?;
+    column(&entries, "Patient Age", e, |r| r.age)?;
+    column(&entries, "Patient Gender", e, |r| r.gender.as_str())?;
+    column(&entries, "View Position", e, |r| r.view.as_str())?;
+    column(&entries, "Width", e, |r| r.original_size.0)?;
+    column(&entries, "Height", e, |r| r.original_size.1)?;
+    column(&entries, "Spacing X", e, |r| r.pixel_spacing.0)?;
+    column(&entries, "Spacing Y", e, |r| r.pixel_spacing.1)?;
+    column(&entries, "split", e, |r| {
+        splits.get(r.image.as_str()).map(|s| split_name(*s))
+    })?;
+    column(&entries, "path", e, |r| path_str(files.get(&r.image)))?;
 
     let boxes = PyDict::new(py);
     let b = &ds.boxes;
-    boxes.set_item(
-        "Image Index",
-        b.iter().map(|r| &r.image).collect::<Vec<_>>(),
-    )?;
-    boxes.set_item(
-        "Finding",
-        b.iter().map(|r| r.finding.name()).collect::<Vec<_>>(),
-    )?;
-    boxes.set_item("x", b.iter().map(|r| r.bbox.x).collect::<Vec<_>>())?;
-    boxes.set_item("y", b.iter().map(|r| r.bbox.y).collect::<Vec<_>>())?;
-    boxes.set_item("w", b.iter().map(|r| r.bbox.w).collect::<Vec<_>>())?;
-    boxes.set_item("h", b.iter().map(|r| r.bbox.h).collect::<Vec<_>>())?;
+    column(&boxes, "Image Index", b, |r| r.image.as_str())?;
+    column(&boxes, "Finding", b, |r| r.finding.name())?;
+    column(&boxes, "x", b, |r| r.bbox.x)?;
+    column(&boxes, "y", b, |r| r.bbox.y)?;
+    column(&boxes, "w", b, |r| r.bbox.w)?;
+    column(&boxes, "h", b, |r| r.bbox.h)?;
     Ok((entries, boxes))
 }
 
@@ -142,9 +109,7 @@ pub fn chexpert_open<'py>(
     seed: u64,
     resolve_paths: bool,
 ) -> PyResult<(Bound<'py, PyDict>, String)> {
-    if !(val_fraction.is_finite() && (0.0..1.0).contains(&val_fraction)) {
-        return Err(err(format!("val_fraction {val_fraction}: from 0 up to 1")));
-    }
+    check_val_fraction(val_fraction).map_err(err)?;
     let (ds, paths) = py.detach(|| {
         let ds = ChexpertDataset::open(&root).map_err(err)?;
         let paths: Vec<Option<String>> = ds
@@ -160,37 +125,20 @@ pub fn chexpert_open<'py>(
     })?;
     let rows: Vec<_> = ds.rows().collect();
     let d = PyDict::new(py);
-    d.set_item(
-        "Path",
-        rows.iter().map(|(_, r)| &r.path).collect::<Vec<_>>(),
-    )?;
-    d.set_item(
-        "patient",
-        rows.iter().map(|(_, r)| r.patient).collect::<Vec<_>>(),
-    )?;
-    d.set_item(
-        "frontal",
-        rows.iter().map(|(_, r)| r.frontal).collect::<Vec<_>>(),
-    )?;
+    column(&d, "Path", &rows, |(_, r)| r.path.as_str())?;
+    column(&d, "patient", &rows, |(_, r)| r.patient)?;
+    column(&d, "frontal", &rows, |(_, r)| r.frontal)?;
     for f in &ds.columns {
-        let i = f.index();
-        let col: Vec<Option<i8>> = rows.iter().map(|(_, r)| cell(r.mentions[i])).collect();
-        d.set_item(f.name(), col)?;
+        column(&d, f.name(), &rows, |(_, r)| cell(r.mentions[f.index()]))?;
     }
-    let file = |f: chestx_data::SourceFile| match f {
-        chestx_data::SourceFile::Train => "train.csv",
-        chestx_data::SourceFile::Valid => "valid.csv",
-        chestx_data::SourceFile::Test => "test.csv",
-    };
-    d.set_item(
-        "file",
-        rows.iter().map(|(f, _)| file(*f)).collect::<Vec<_>>(),
-    )?;
-    let split: Vec<&str> = rows
-        .iter()
-        .map(|(f, r)| split_name(ds.split_of(*f, r, val_fraction, seed)))
-        .collect();
-    d.set_item("split", split)?;
+    column(&d, "file", &rows, |(f, _)| match f {
+        SourceFile::Train => "train.csv",
+        SourceFile::Valid => "valid.csv",
+        SourceFile::Test => "test.csv",
+    })?;
+    column(&d, "split", &rows, |(f, r)| {
+        split_name(ds.split_of(*f, r, val_fraction, seed))
+    })?;
     d.set_item("path", paths)?;
     Ok((d, ds.describe()))
 }

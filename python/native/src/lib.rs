@@ -206,9 +206,8 @@ impl NativeLabeler {
         row: Vec<String>,
         evidence: bool,
     ) -> Labelled1 {
-        let refuse = |msg: String| Err(msg);
         if id.trim().is_empty() {
-            return refuse(format!("report {index}: empty report id"));
+            return Err(format!("report {index}: empty report id"));
         }
         let report = Report {
             id: id.trim().to_string(),
@@ -225,14 +224,14 @@ impl NativeLabeler {
                 .collect(),
         };
         if report.sources.iter().all(|s| s.text.trim().is_empty()) {
-            return refuse(format!(
+            return Err(format!(
                 "report {index} ({}): empty report: no text in the report's text fields",
                 report.id
             ));
         }
         let len = report.text_len();
         if len > self.max_report_bytes {
-            return refuse(format!(
+            return Err(format!(
                 "report {index} ({}): report is {len} bytes, over the limit of {} bytes",
                 report.id, self.max_report_bytes
             ));
