@@ -29,6 +29,14 @@ if [ "${CHESTX_PYTHON_TESTS:-}" = 1 ] || "$VENV/bin/python" -c "import chestx" 2
 else
   echo "SKIP python/tests: the package is not installed (scripts/setup-python.sh installs it)"
 fi
+# Published models (torchxrayvision, CheXNet) imported by chestx against their own libraries. CI sets
+# CHESTX_INTEROP_TESTS=1 (scripts/setup-interop.sh installs them); elsewhere they run when present.
+if [ "${CHESTX_INTEROP_TESTS:-}" = 1 ] || "$VENV/bin/python" -c "import torchxrayvision, pytest" 2>/dev/null; then
+  keep_null_empty
+  CHESTX_BIN="$PWD/target/debug/chestx" "$VENV/bin/python" -m pytest -q -p no:cacheprovider interop
+else
+  echo "SKIP interop/: torchxrayvision is not installed (scripts/setup-interop.sh installs it)"
+fi
 # Issue 18's bad inputs and faults across every command, with each process's peak memory against a
 # bound (GNU time); part of the minutes-long tier that CI turns on.
 if [ "${CHESTX_SLOW_TESTS:-}" = 1 ]; then

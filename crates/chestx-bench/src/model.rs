@@ -433,6 +433,7 @@ fn rust_train_side(a: &TrainBenchArgs, dir: &std::path::Path) -> Result<f64> {
             augment: true,
             seed: 0,
             prefetch: 2,
+            preprocess: chestx_image::Preprocess::Imagenet,
         };
         let loader = Loader::start(samples.clone(), order, 0, epoch, lc);
         for b in loader.batches.iter() {

@@ -45,6 +45,13 @@ impl BBox {
         }
     }
 
+    /// The part of the box inside a `width × height` image, or `None` when nothing of it is.
+    pub fn clipped(&self, width: f64, height: f64) -> Option<BBox> {
+        let (x0, y0) = (self.x.max(0.0), self.y.max(0.0));
+        let (x1, y1) = ((self.x + self.w).min(width), (self.y + self.h).min(height));
+        (x1 > x0 && y1 > y0).then(|| BBox::new(x0, y0, x1 - x0, y1 - y0))
+    }
+
     /// The same box in an image scaled by `sx`, `sy`.
     pub fn scaled(&self, sx: f64, sy: f64) -> BBox {
         BBox::new(self.x * sx, self.y * sy, self.w * sx, self.h * sy)
@@ -54,6 +61,17 @@ impl BBox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clipping_keeps_the_part_inside_the_image() {
+        let b = BBox::new(-5.0, 10.0, 20.0, 100.0)
+            .clipped(64.0, 64.0)
+            .unwrap();
+        assert_eq!(b, BBox::new(0.0, 10.0, 15.0, 54.0));
+        assert_eq!(BBox::new(70.0, 0.0, 5.0, 5.0).clipped(64.0, 64.0), None);
+        let inside = BBox::new(1.0, 2.0, 3.0, 4.0);
+        assert_eq!(inside.clipped(64.0, 64.0), Some(inside));
+    }
 
     #[test]
     fn overlap_measures_worked_by_hand() {

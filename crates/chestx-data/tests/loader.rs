@@ -130,6 +130,7 @@ fn a_broken_file_is_reported_in_its_batch_and_the_rest_still_arrive() {
         augment: true,
         seed: 3,
         prefetch: 1,
+        preprocess: chestx_image::Preprocess::Imagenet,
     };
     let loader = Loader::start(Arc::new(samples), epoch_order(5, 3, 0, false), 0, 0, cfg);
     let batches: Vec<_> = loader.batches.iter().collect();

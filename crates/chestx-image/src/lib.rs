@@ -3,8 +3,10 @@
 //! grayscale, and one representation keeps resize and normalization simple and exact.
 
 pub mod dicom;
+pub mod prep;
 mod raster;
 
+pub use prep::{Prepared, Preprocess, View};
 pub use raster::{Raster, Region};
 
 use image::{ImageBuffer, Luma};

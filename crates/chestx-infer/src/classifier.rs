@@ -6,14 +6,16 @@ use tch::Tensor;
 
 /// A network that scores square, normalized films for findings and can say where it looked.
 ///
-/// Evaluation, prediction and heatmaps take `&dyn Classifier`: our own runs ([`ChestNet`]) today,
-/// imported published models next. Every map is `[B, C, h, w]` on the network's device; a map's
+/// Evaluation, prediction and heatmaps take `&dyn Classifier`: our own runs and imported published
+/// models alike ([`ChestNet`]; a published classifier is one without the transition layer). Every map is `[B, C, h, w]` on the network's device; a map's
 /// cells sit on the input as its [`CellGrid`] says.
 pub trait Classifier {
     /// Class names, in output order.
     fn classes(&self) -> &[String];
     /// Side of the square input, in pixels.
     fn input_size(&self) -> i64;
+    /// How a film becomes the input (a published model's own chain, else ImageNet's).
+    fn preprocess(&self) -> chestx_image::Preprocess;
     /// Backbone stages whose maps LayerCAM can read (1..=stages).
     fn stages(&self) -> usize;
     /// The network in a few words (for reports and prediction files).
@@ -39,14 +41,22 @@ impl Classifier for ChestNet {
     fn input_size(&self) -> i64 {
         self.config.input_size
     }
+    fn preprocess(&self) -> chestx_image::Preprocess {
+        self.config.preprocess
+    }
     fn stages(&self) -> usize {
         self.config.arch.layers()
     }
     fn describe(&self) -> String {
-        format!(
-            "{} + transition {} + {:?}",
-            self.config.arch, self.config.transition_dim, self.config.pooling
-        )
+        let c = &self.config;
+        if c.transition {
+            format!(
+                "{} + transition {} + {:?}",
+                c.arch, c.transition_dim, c.pooling
+            )
+        } else {
+            format!("{} + {:?} + linear", c.arch, c.pooling)
+        }
     }
     fn logits(&self, images: &Tensor) -> Tensor {
         tch::no_grad(|| self.forward(images, false).logits)

@@ -207,7 +207,7 @@ pub fn evaluate(
     progress: &dyn Fn(usize, usize),
 ) -> Result<EvalResults, InferError> {
     let checkpoint = run.checkpoint_or_best(opts.checkpoint.as_deref());
-    let (_vs, net) = run.load_model(&checkpoint)?;
+    let (_vs, net, _dropped) = run.load_scorable_model(&checkpoint)?;
     let ds = run.dataset()?;
     let setup = setup(run, opts, net, &ds)?;
     std::fs::create_dir_all(out_dir.join("overlays"))
@@ -274,7 +274,7 @@ fn setup<'a>(
             format!("no {:?} images on disk", opts.split),
         ));
     }
-    let columns = columns_of(&cfg.model.classes)?;
+    let columns = columns_of(&net.config.classes)?;
     let classes: Vec<Finding> = columns.iter().map(|&c| Finding::DISEASES[c]).collect();
     let box_list = match &opts.boxes {
         Some(p) => {
@@ -381,7 +381,7 @@ fn operating_thresholds(
         run.device,
     );
     Some(Thresholds {
-        classes: cfg.model.classes.clone(),
+        classes: net.config.classes.clone(),
         values: (0..columns.len())
             .map(|ci| {
                 let (s, t) = known_labels(&v.probs, &v.truth, ci);
@@ -392,6 +392,7 @@ fn operating_thresholds(
             "Youden's J on the validation split ({} of {films} films read)",
             v.probs.len()
         ),
+        untrained: Vec::new(),
     })
 }
 
@@ -405,6 +406,7 @@ fn gather(s: &Setup, progress: &dyn Fn(usize, usize)) -> Result<Gathered, InferE
         augment: false,
         seed: 0,
         prefetch: 2,
+        preprocess: s.run.config.model.preprocess,
     };
     let loader = Loader::start(
         s.samples.clone(),

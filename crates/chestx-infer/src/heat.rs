@@ -460,7 +460,13 @@ impl Localizer {
                 };
                 // The smoothed map is the one the boxes are cut from: shown and pointed with.
                 let hm = summed_unit_maps(&picked, side).smoothed(recipe.rule.sigma);
-                let boxes = recipe.rule.boxes_of_smoothed(&hm, out_w, out_h);
+                // A finding's least box size may reach past the film's edge: keep what is on it.
+                let boxes = recipe
+                    .rule
+                    .boxes_of_smoothed(&hm, out_w, out_h)
+                    .into_iter()
+                    .filter_map(|b| b.clipped(out_w, out_h))
+                    .collect();
                 (hm, boxes)
             }
         }

@@ -114,8 +114,77 @@ impl Run {
         Ok((vs, net))
     }
 
+    /// Classes whose outputs the weights were not trained on: an imported model's folder lists them
+    /// in its `thresholds.json` (a published weight set's blank or threshold-less outputs); a run
+    /// trained here has none. Whatever thresholds are used, these are never called positive.
+    pub fn untrained_classes(&self) -> Vec<String> {
+        crate::Thresholds::read(
+            &self.dir.join("thresholds.json"),
+            &self.config.model.classes,
+        )
+        .map(|t| t.untrained)
+        .unwrap_or_default()
+    }
+
+    /// [`Run::load_model`] keeping only the outputs that can be scored against a dataset's labels:
+    /// classes that are among the 14 findings and that the weights were trained on (an imported
+    /// model's `thresholds.json` lists the untrained). A published model's other outputs
+    /// (torchxrayvision's "Lung Opacity", "Fracture"…) are dropped from the copy, and named.
+    pub fn load_scorable_model(
+        &self,
+        checkpoint: &Path,
+    ) -> Result<(VarStore, ChestNet, Vec<String>), InferError> {
+        let (vs, net) = self.load_model(checkpoint)?;
+        let untrained = self.untrained_classes();
+        let scorable = |c: &String| {
+            c.parse::<chestx_core::Finding>()
+                .is_ok_and(|f| chestx_core::Finding::DISEASES.contains(&f))
+                && !untrained.contains(c)
+        };
+        let classes = &net.config.classes;
+        if classes.iter().all(scorable) {
+            return Ok((vs, net, Vec::new()));
+        }
+        let keep: Vec<i64> = (0..classes.len() as i64)
+            .filter(|&i| scorable(&classes[i as usize]))
+            .collect();
+        if keep.is_empty() {
+            return Err(InferError::Config(format!(
+                "none of the model's classes {classes:?} is one of the 14 findings it was trained on"
+            )));
+        }
+        let dropped = classes.iter().filter(|c| !scorable(c)).cloned().collect();
+        let config = ModelConfig {
+            classes: keep.iter().map(|&i| classes[i as usize].clone()).collect(),
+            ..net.config.clone()
+        };
+        let sub_vs = VarStore::new(self.device);
+        let sub = ChestNet::new(&sub_vs.root(), config);
+        let index = Tensor::from_slice(&keep).to_device(self.device);
+        let from = vs.variables();
+        tch::no_grad(|| {
+            for (name, v) in sub_vs.variables() {
+                let t = &from[&name];
+                let t = if name.starts_with("prediction.") {
+                    t.index_select(0, &index)
+                } else {
+                    t.shallow_clone()
+                };
+                v.shallow_clone().copy_(&t);
+            }
+        });
+        relayout(&sub_vs, ConvLayout::for_inference(self.device));
+        Ok((sub_vs, sub, dropped))
+    }
+
     /// The run's dataset, opened.
     pub fn dataset(&self) -> Result<Dataset, InferError> {
+        if self.config.dataset.as_os_str().is_empty() {
+            return Err(InferError::Config(format!(
+                "{} holds an imported model, which has no dataset of its own: give --dataset",
+                self.dir.display()
+            )));
+        }
         open_dataset(&self.config.dataset)
     }
 
@@ -180,6 +249,24 @@ impl Checkpoint {
             }
             Ok(())
         })
+    }
+
+    /// Write a checkpoint of `vs`'s weights alone (no optimizer state) with `state`: what an
+    /// imported model's folder holds, read like any run's.
+    pub fn write_weights(path: &Path, vs: &VarStore, state: &RunState) -> Result<(), InferError> {
+        let mut named: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .map(|(n, t)| (format!("model.{n}"), t.to_device(Device::Cpu).contiguous()))
+            .collect();
+        let json = serde_json::to_vec(&(state, 0i64)).expect("state serializes");
+        named.push(("__state__".into(), Tensor::from_slice(&json)));
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let refs: Vec<(&str, &Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        chestx_core::io::write_atomic_with(path, |tmp| {
+            Tensor::write_safetensors(&refs, tmp).map_err(std::io::Error::other)
+        })
+        .map_err(|e| InferError::Checkpoint(path.display().to_string(), e.to_string()))
     }
 
     /// The run state and the optimizer's step count.

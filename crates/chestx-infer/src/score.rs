@@ -23,13 +23,15 @@ pub fn columns_of(classes: &[String]) -> Result<Vec<usize>, InferError> {
         .collect()
 }
 
-/// Tensors for one batch: images `[n, 3, S, S]` and the selected label columns `[n, C]`.
+/// Tensors for one batch: images `[n, channels, S, S]` (channels as the loader's chain made them)
+/// and the selected label columns `[n, C]`.
 pub fn batch_tensors(b: &Batch, size: i64, columns: &[usize], device: Device) -> (Tensor, Tensor) {
-    let shape = [b.n as i64, 3, size, size];
+    let channels = b.images.len() as i64 / (b.n.max(1) as i64 * size * size).max(1);
+    let shape = [b.n as i64, channels, size, size];
     assert_eq!(
         b.images.len() as i64,
         shape.iter().product::<i64>(),
-        "a batch's pixels fill [n, 3, size, size]"
+        "a batch's pixels fill [n, channels, size, size]"
     );
     let x = if device.is_cuda() {
         // Staged once through pinned host memory, then copied without blocking: the host goes on to
@@ -93,6 +95,7 @@ pub fn score_samples(
         augment: false,
         seed: 0,
         prefetch: 2,
+        preprocess: net.preprocess(),
     };
     let order = epoch_order(samples.len(), 0, 0, false);
     let loader = Loader::start(samples, order, 0, 0, cfg);

@@ -12,6 +12,10 @@ pub struct Thresholds {
     pub values: Vec<f32>,
     /// How they were chosen, e.g. "Youden's J on the validation split (412 films)".
     pub source: String,
+    /// Classes the model was not trained on (a published weight set's outputs without an operating
+    /// point): never called positive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub untrained: Vec<String>,
 }
 
 impl Thresholds {
@@ -21,6 +25,7 @@ impl Thresholds {
             classes: classes.to_vec(),
             values: vec![p; classes.len()],
             source: format!("fixed at {p}"),
+            untrained: Vec::new(),
         }
     }
 
@@ -71,6 +76,7 @@ mod tests {
             classes: classes.clone(),
             values: vec![0.25, 0.7],
             source: "test".into(),
+            untrained: Vec::new(),
         };
         t.write(&p).unwrap();
         assert_eq!(Thresholds::read(&p, &classes).unwrap(), t);

@@ -75,9 +75,18 @@ pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>, ImportError
             _ => continue,
         };
         let tensor = Tensor::from_data_size(&bytes, &shape, kind).to_kind(Kind::Float);
-        out.insert(t.name.clone(), tensor);
+        out.insert(unnest(&t.name).to_string(), tensor);
     }
     Ok(out)
+}
+
+/// A tensor's name without the checkpoint container it was nested in (`{"epoch": …, "state_dict":
+/// {…}}` is read with names like `state_dict.features.conv0.weight`).
+fn unnest(name: &str) -> &str {
+    ["state_dict.", "model_state_dict."]
+        .iter()
+        .find_map(|p| name.strip_prefix(p))
+        .unwrap_or(name)
 }
 
 /// Map a released key onto torchvision's backbone name, or `None` for tensors that are not backbone
@@ -155,6 +164,16 @@ pub fn load_backbone(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checkpoint_containers_are_unnested() {
+        assert_eq!(
+            unnest("state_dict.module.densenet121.features.conv0.weight"),
+            "module.densenet121.features.conv0.weight"
+        );
+        assert_eq!(unnest("model_state_dict.fc.bias"), "fc.bias");
+        assert_eq!(unnest("model.conv1.weight"), "model.conv1.weight");
+    }
 
     #[test]
     fn keys_from_released_checkpoints_map_to_torchvision_names() {

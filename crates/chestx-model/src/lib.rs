@@ -12,6 +12,7 @@ pub mod layout;
 pub mod loss;
 pub mod net;
 pub mod pool;
+pub mod published;
 
 pub use backbone::Arch;
 pub use kernels::GradBuffers;

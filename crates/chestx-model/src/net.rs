@@ -28,10 +28,29 @@ pub struct ModelConfig {
     /// Input-to-heatmap stride: 32 (standard), 16 or 8 (ResNets only; 2× or 4× the heatmap side).
     #[serde(default = "default_stride")]
     pub output_stride: i64,
+    /// Input channels: 3 (ImageNet backbones, our runs) or 1 (torchxrayvision's models).
+    #[serde(default = "default_channels")]
+    pub in_channels: i64,
+    /// Whether the paper's transition layer sits between backbone and pooling. Published
+    /// classifiers (torchxrayvision, CheXNet) pool the backbone's map directly: without it the
+    /// prediction layer reads the backbone's channels, and the CAM is Zhou et al.'s original.
+    #[serde(default = "yes")]
+    pub transition: bool,
+    /// What the network's input is made of (the source's chain for an imported model).
+    #[serde(default)]
+    pub preprocess: chestx_image::Preprocess,
 }
 
 fn default_stride() -> i64 {
     32
+}
+
+fn default_channels() -> i64 {
+    3
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl ModelConfig {
@@ -45,6 +64,18 @@ impl ModelConfig {
             input_size: 512,
             width: None,
             output_stride: 32,
+            in_channels: 3,
+            transition: true,
+            preprocess: chestx_image::Preprocess::Imagenet,
+        }
+    }
+
+    /// Channels the prediction layer reads: the transition layer's, or the backbone's without one.
+    pub fn head_channels(&self) -> i64 {
+        if self.transition {
+            self.transition_dim
+        } else {
+            self.backbone_channels()
         }
     }
 
@@ -60,7 +91,7 @@ impl ModelConfig {
 pub struct Forward {
     /// `[B, C]` logits.
     pub logits: Tensor,
-    /// `[B, D, S, S]` transition-layer activations, for CAM.
+    /// `[B, D, S, S]` transition-layer activations (the backbone's map without one), for CAM.
     pub transition: Tensor,
     /// Convolutions run by this crate's kernels, whose gradients [`kernels::gradients`] forms
     /// (recorded only by [`ChestNet::loss_and_gradients`]'s forward pass).
@@ -71,7 +102,8 @@ pub struct Forward {
 pub struct ChestNet {
     pub config: ModelConfig,
     backbone: backbone::Stages,
-    transition: nn::Conv2D,
+    /// The paper's transition conv; `None` for published classifiers (see [`ModelConfig::transition`]).
+    transition: Option<nn::Conv2D>,
     prediction: nn::Linear,
     /// The transition kernel in the Winograd domain, reused between CPU passes.
     winograd: WinogradWeights,
@@ -84,26 +116,29 @@ impl ChestNet {
     /// then `transition.` and `prediction.`.
     pub fn new(p: &nn::Path, config: ModelConfig) -> ChestNet {
         let bp = p / "backbone";
+        let c_in = config.in_channels;
         let backbone = match (config.arch, config.width, config.output_stride) {
-            (Arch::Resnet18, Some(w), os) => backbone::resnet18_width(&bp, w, os),
-            (a, _, os @ (8 | 16)) => backbone::build_strided(a, &bp, os)
+            (Arch::Resnet18, Some(w), os) => backbone::resnet18_width(&bp, w, os, c_in),
+            (a, _, os @ (8 | 16)) => backbone::build_strided(a, &bp, os, c_in)
                 .expect("output strides 8 and 16 are for ResNets (checked by the caller)"),
-            (a, _, _) => backbone::build(a, &bp),
+            (a, _, _) => backbone::build(a, &bp, c_in),
         };
         let k = config.transition_kernel;
-        let transition = nn::conv2d(
-            p / "transition",
-            config.backbone_channels(),
-            config.transition_dim,
-            k,
-            nn::ConvConfig {
-                padding: k / 2,
-                ..Default::default()
-            },
-        );
+        let transition = config.transition.then(|| {
+            nn::conv2d(
+                p / "transition",
+                config.backbone_channels(),
+                config.transition_dim,
+                k,
+                nn::ConvConfig {
+                    padding: k / 2,
+                    ..Default::default()
+                },
+            )
+        });
         let prediction = nn::linear(
             p / "prediction",
-            config.transition_dim,
+            config.head_channels(),
             config.classes.len() as i64,
             Default::default(),
         );
@@ -125,10 +160,11 @@ impl ChestNet {
 
     /// Logits from a backbone feature map: transition, pooling, prediction.
     pub fn head(&self, features: &Tensor) -> Tensor {
-        self.config
-            .pooling
-            .apply(&features.apply(&self.transition))
-            .apply(&self.prediction)
+        let map = match &self.transition {
+            Some(t) => features.apply(t),
+            None => features.shallow_clone(),
+        };
+        self.config.pooling.apply(&map).apply(&self.prediction)
     }
 
     /// The forward pass (`train`: batch norms in training mode) with autograd's graph complete, so
@@ -174,7 +210,9 @@ impl ChestNet {
     /// whenever no gradient is wanted); else libtorch's kernel, with its weight gradient by GEMM in
     /// a recorded training step on small maps.
     fn transition_map(&self, features: &Tensor, recorded: bool) -> (Tensor, Vec<ManualConv>) {
-        let t = &self.transition;
+        let Some(t) = &self.transition else {
+            return (features.shallow_clone(), Vec::new());
+        };
         if !self.manual_kernels {
             return (features.apply(t), Vec::new());
         }

@@ -43,7 +43,7 @@ fn check(arch: Arch, os: i64, net: &Stages, layer: usize, side: i64, i: i64) -> 
 fn resnet_grid_at_both_strides() {
     for os in [32, 16, 8] {
         let vs = nn::VarStore::new(Device::Cpu);
-        let net = backbone::resnet18_width(&vs.root(), 8, os);
+        let net = backbone::resnet18_width(&vs.root(), 8, os, 3);
         let i = 256 / os;
         assert_eq!(net.len(), Arch::Resnet18.layers());
         let got = check(Arch::Resnet18, os, &net, 4, 512, i);
@@ -63,7 +63,7 @@ fn resnet_grid_at_both_strides() {
 #[test]
 fn alexnet_grid() {
     let vs = nn::VarStore::new(Device::Cpu);
-    let net = backbone::build(Arch::Alexnet, &vs.root());
+    let net = backbone::build(Arch::Alexnet, &vs.root(), 3);
     assert_eq!(net.len(), 1);
     check(Arch::Alexnet, 32, &net, 1, 320, 4);
 }
@@ -74,7 +74,7 @@ fn alexnet_grid() {
 fn resnet_inner_stage_grids() {
     for (os, layer, stride) in [(32, 1, 4), (32, 2, 8), (32, 3, 16), (8, 3, 8)] {
         let vs = nn::VarStore::new(Device::Cpu);
-        let net = backbone::resnet18_width(&vs.root(), 8, os);
+        let net = backbone::resnet18_width(&vs.root(), 8, os, 3);
         assert_eq!(Arch::Resnet18.layer_grid(layer, os).stride, stride as f64);
         check(Arch::Resnet18, os, &net, layer, 256, 128 / stride);
     }

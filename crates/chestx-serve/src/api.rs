@@ -233,7 +233,7 @@ async fn model(State(s): State<Shared>) -> Json<serde_json::Value> {
         "checkpoint": i.checkpoint,
         "device": i.device,
         "training": i.training,
-        "preprocessing": format!("grayscale, resized to {0}x{0} (bilinear, antialiased), ImageNet mean/std on 3 channels; DICOM: modality LUT, VOI window, MONOCHROME1 inverted", i.input_size),
+        "preprocessing": i.preprocess.describe(i.input_size),
     }))
 }
 
@@ -268,10 +268,10 @@ async fn predict(
         .acquire_owned()
         .await
         .map_err(|_| ApiError::internal("shutting_down", "the server is stopping"))?;
-    let size = s.info.input_size;
+    let (size, preprocess) = (s.info.input_size, s.info.preprocess);
     let prepared = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        film::prepare(&bytes, size, q.film)
+        film::prepare(&bytes, size, preprocess, q.film)
     })
     .await
     .map_err(|e| ApiError::internal("decoder_failed", e.to_string()))??;

@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::model::{ModelInfo, Scores};
 use base64::Engine;
 use chestx_core::{BBox, Finding};
-use chestx_image::{dicom, Gray};
+use chestx_image::{dicom, Gray, Preprocess};
 
 /// The technical DICOM attributes a viewer needs. Patient and study identifiers, dates, sex and age
 /// are withheld by construction: they have no field here.
@@ -53,6 +53,9 @@ pub struct FilmInfo {
     pub height: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dicom: Option<DicomAttributes>,
+    /// Where the model's input square lies on the film (x, y, width, height in film pixels): the
+    /// whole film for our runs, a centre crop for some published models' preprocessing.
+    pub input_region: [f64; 4],
 }
 
 /// A film ready for the queue: the model's input and, if asked, a display PNG of the film.
@@ -66,7 +69,12 @@ pub struct Prepared {
 const DISPLAY_SIDE: u32 = 1024;
 
 /// Decode `bytes` (PNG, JPEG or DICOM, sniffed from the bytes) and prepare the model input.
-pub fn prepare(bytes: &[u8], input_size: u32, display: bool) -> Result<Prepared, ApiError> {
+pub fn prepare(
+    bytes: &[u8],
+    input_size: u32,
+    preprocess: Preprocess,
+    display: bool,
+) -> Result<Prepared, ApiError> {
     if bytes.is_empty() {
         return Err(ApiError::bad_request(
             "empty_body",
@@ -74,15 +82,22 @@ pub fn prepare(bytes: &[u8], input_size: u32, display: bool) -> Result<Prepared,
         ));
     }
     let undecodable = |e: String| ApiError::unprocessable("undecodable_image", e);
-    let (img, info) = if dicom::is_dicom(bytes) {
+    let (img, info, input_img) = if dicom::is_dicom(bytes) {
         let (img, d) = dicom::decode(bytes).map_err(undecodable)?;
+        // A chain that reads DICOM its own way (torchxrayvision: stored values, no window) gets
+        // its input from that reading; the viewer keeps the windowed film.
+        let input_img = match preprocess.reads_dicom_as_stored() {
+            true => Some(preprocess.decode(bytes).map_err(undecodable)?),
+            false => None,
+        };
         let info = FilmInfo {
             format: "dicom",
             width: img.width,
             height: img.height,
             dicom: Some(DicomAttributes::from(&d)),
+            input_region: [0.0; 4],
         };
-        (img, info)
+        (img, info, input_img)
     } else {
         let format = match image::guess_format(bytes) {
             Ok(image::ImageFormat::Png) => "png",
@@ -108,16 +123,19 @@ pub fn prepare(bytes: &[u8], input_size: u32, display: bool) -> Result<Prepared,
             width: img.width,
             height: img.height,
             dicom: None,
+            input_region: [0.0; 4],
         };
-        (img, info)
+        (img, info, None)
     };
-    let mut input = vec![0f32; 3 * (input_size * input_size) as usize];
-    img.resize(input_size, input_size)
-        .write_chw_imagenet(&mut input);
+    let prepared = preprocess.prepare(input_img.as_ref().unwrap_or(&img), input_size);
     let display = display.then(|| display_png(&img));
+    let v = prepared.view;
     Ok(Prepared {
-        info,
-        input,
+        info: FilmInfo {
+            input_region: [v.x0, v.y0, v.width, v.height],
+            ..info
+        },
+        input: prepared.data,
         display,
     })
 }
@@ -169,7 +187,8 @@ pub struct FindingOut {
     /// Boxes in the uploaded film's pixel coordinates (x, y of the top-left corner, width, height).
     pub boxes: Vec<BBox>,
     /// An 8-bit grayscale PNG (data URL) of the map the boxes were cut from, on the model input
-    /// (`input_size²`), to be stretched over the whole film: 0 is the map's minimum, 255 its maximum.
+    /// (`input_size²`), to be stretched over the film's `input_region`: 0 is the map's minimum,
+    /// 255 its maximum.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub heatmap: Option<String>,
 }
@@ -202,15 +221,15 @@ pub fn finish(
         .enumerate()
         .map(|(ci, (name, (heat, &p)))| {
             let threshold = model.thresholds.values[ci];
-            let positive = p >= threshold;
+            // An output the weights were not trained on is never called.
+            let positive = p >= threshold && !model.thresholds.untrained.contains(name);
             let finding = name.parse().unwrap_or(Finding::NoFinding);
-            let (hm, boxes) = model.localizer.class_boxes(
-                heat,
-                finding,
-                side,
-                film.width as f64,
-                film.height as f64,
-            );
+            let [x0, y0, w, h] = film.input_region;
+            let (hm, boxes) = model.localizer.class_boxes(heat, finding, side, w, h);
+            let boxes: Vec<BBox> = boxes
+                .into_iter()
+                .map(|b| BBox::new(b.x + x0, b.y + y0, b.w, b.h))
+                .collect();
             let want = match heatmaps {
                 HeatmapChoice::None => false,
                 HeatmapChoice::Positive => positive,
@@ -252,7 +271,7 @@ mod tests {
 
     #[test]
     fn a_png_becomes_a_normalized_input_and_a_bounded_display_copy() {
-        let p = prepare(&png(1500, 300), 64, true).unwrap();
+        let p = prepare(&png(1500, 300), 64, Preprocess::Imagenet, true).unwrap();
         assert_eq!(
             (p.info.width, p.info.height, p.info.format),
             (1500, 300, "png")
@@ -268,6 +287,17 @@ mod tests {
     }
 
     #[test]
+    fn a_published_models_chain_makes_its_input_and_says_where_it_lies() {
+        let whole = prepare(&png(1500, 300), 64, Preprocess::Imagenet, false).unwrap();
+        assert_eq!(whole.info.input_region, [0.0, 0.0, 1500.0, 300.0]);
+        // torchxrayvision: one channel in [-1024, 1024] from the centred 300-px square.
+        let p = prepare(&png(1500, 300), 64, Preprocess::Xrv, false).unwrap();
+        assert_eq!(p.input.len(), 64 * 64);
+        assert!(p.input.iter().all(|v| (-1024.0..=1024.0).contains(v)));
+        assert_eq!(p.info.input_region, [600.0, 0.0, 300.0, 300.0]);
+    }
+
+    #[test]
     fn bad_bodies_are_client_errors_with_a_kind() {
         let cases: [(&[u8], &str); 4] = [
             (b"", "empty_body"),
@@ -276,7 +306,9 @@ mod tests {
             (&png(32, 32)[..40], "undecodable_image"),
         ];
         for (body, kind) in cases {
-            let e = prepare(body, 64, false).err().unwrap();
+            let e = prepare(body, 64, Preprocess::Imagenet, false)
+                .err()
+                .unwrap();
             assert_eq!(e.kind, kind, "{e:?}");
             assert!(e.status.is_client_error(), "{e:?}");
         }

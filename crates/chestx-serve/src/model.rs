@@ -34,6 +34,8 @@ pub struct ModelSpec {
 pub struct ModelInfo {
     pub classes: Vec<String>,
     pub input_size: u32,
+    /// How an upload becomes the input (an imported model's source chain, else ImageNet's).
+    pub preprocess: chestx_image::Preprocess,
     pub architecture: String,
     pub thresholds: Thresholds,
     pub localizer: Localizer,
@@ -51,7 +53,7 @@ pub struct Scores {
     pub heat: Vec<ClassHeat>,
 }
 
-/// Films in (`3 × S × S` floats, ImageNet-normalized), scores out.
+/// Films in (`channels × S × S` floats, as the model's preprocessing makes them), scores out.
 pub type ModelQueue = Batcher<Vec<f32>, Scores>;
 
 /// Load the run on the model thread and start serving it.
@@ -72,10 +74,15 @@ fn load(spec: ModelSpec) -> Result<(ScoreFn, ModelInfo), String> {
     let (vs, net) = run.load_model(&ckpt).map_err(|e| e.to_string())?;
     let opts = spec.localizer.heat_options(&net);
     opts.stages(&net)?;
-    let thresholds = match &spec.thresholds {
+    let mut thresholds = match &spec.thresholds {
         ThresholdSource::Fixed(p) => Thresholds::fixed(net.classes(), *p),
         ThresholdSource::File(f) => {
             Thresholds::read(f, net.classes()).map_err(|e| e.to_string())?
+        }
+        // An imported model's folder carries its source's operating points.
+        ThresholdSource::Validation if spec.run.join("thresholds.json").is_file() => {
+            Thresholds::read(&spec.run.join("thresholds.json"), net.classes())
+                .map_err(|e| e.to_string())?
         }
         ThresholdSource::Validation => {
             chestx_infer::evaluate::validation_thresholds(&run, &net, run.config.batch_size)
@@ -89,9 +96,11 @@ fn load(spec: ModelSpec) -> Result<(ScoreFn, ModelInfo), String> {
                 })?
         }
     };
+    thresholds.untrained = run.untrained_classes();
     let info = ModelInfo {
         classes: net.classes().to_vec(),
         input_size: net.input_size() as u32,
+        preprocess: net.preprocess(),
         architecture: net.describe(),
         thresholds,
         boxes: spec.localizer.describe(&net),
@@ -103,11 +112,12 @@ fn load(spec: ModelSpec) -> Result<(ScoreFn, ModelInfo), String> {
         device: format!("{:?}", spec.device),
     };
     let (size, classes, device) = (net.input_size(), net.classes().len(), spec.device);
+    let channels = net.preprocess().channels() as i64;
     let score = move |inputs: Vec<Vec<f32>>| -> Vec<Reply<Scores>> {
         let _keep = &vs; // the variables behind `net`
         let b = inputs.len();
         let x = Tensor::from_slice(&inputs.concat())
-            .view([b as i64, 3, size, size])
+            .view([b as i64, channels, size, size])
             .to_device(device);
         match batch_heat(&net, &x, opts) {
             Err(e) => (0..b).map(|_| Err(e.clone())).collect(),

@@ -49,6 +49,13 @@ pub fn validate_settings(c: &TrainConfig) -> Result<(), TrainError> {
     if m.output_stride != 32 && !m.arch.is_resnet() {
         return bad("output stride 8 and 16 apply to ResNets only".into());
     }
+    if m.in_channels != m.preprocess.channels() as i64 {
+        return bad(format!(
+            "the network takes {} input channel(s) but its preprocessing makes {}",
+            m.in_channels,
+            m.preprocess.channels()
+        ));
+    }
     validate_width(c)?;
     if let Pooling::Lse { r } = m.pooling {
         if !(r.is_finite() && r > 0.0) {

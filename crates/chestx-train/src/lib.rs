@@ -5,6 +5,7 @@
 mod adam;
 pub mod checkpoint;
 pub mod config;
+pub mod init;
 
 pub use adam::Adam;
 pub use chestx_infer::{Run, RunState, TrainConfig};
@@ -257,6 +258,16 @@ impl<'a> Session<'a> {
                 state.batch,
                 state.global_step
             ));
+        } else if let Some(init) = cfg.init.as_deref().filter(|i| init::is_model_folder(i)) {
+            let done = init::init_from_model(&vs, init, &cfg.model.classes)?;
+            obs.message(&format!(
+                "initialized from the model in {}: {} tensors, prediction rows of {} of {} classes ({})",
+                init.display(),
+                done.tensors,
+                done.classes.len(),
+                cfg.model.classes.len(),
+                done.classes.join(", ")
+            ));
         } else if let Some(init) = &cfg.init {
             let tensors = import::read_tensors(init)?;
             let report = import::load_backbone(&vs, cfg.model.arch, &tensors, init)?;
@@ -297,6 +308,7 @@ impl<'a> Session<'a> {
             augment: cfg.augment,
             seed: cfg.seed,
             prefetch: 3,
+            preprocess: cfg.model.preprocess,
         };
         let order = epoch_order(data.train.len(), cfg.seed, epoch as u64, true);
         let loader = Loader::start(

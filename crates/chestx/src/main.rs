@@ -51,6 +51,10 @@ enum Command {
     /// Convert released weights (.pth/.safetensors) to a backbone safetensors file for --init.
     #[command(disable_help_flag = true)]
     ImportWeights(ModelArgs),
+    /// Import a published model (torchxrayvision, CheXNet) whole: a model folder that predict,
+    /// eval, serve and train --init accept like a run.
+    #[command(disable_help_flag = true)]
+    ImportModel(ModelArgs),
     /// Evaluate a trained run: per-class AUC with CIs, ROC plots, localization table, overlays.
     #[command(disable_help_flag = true)]
     Eval(ModelArgs),
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
         Command::Synth(a) => synth::run_synth(a),
         Command::Train(_)
         | Command::ImportWeights(_)
+        | Command::ImportModel(_)
         | Command::Eval(_)
         | Command::Predict(_)
         | Command::Demo(_)

@@ -404,11 +404,27 @@ pub use crate::MAX_SIDE;
 /// Decode the first frame to display grayscale in [0, 1] (air dark), with its header. Corrupt input
 /// gives an error, never a panic (a decoder panic is caught and reported as an error).
 pub fn decode(bytes: &[u8]) -> Result<(Gray, DicomInfo), String> {
-    std::panic::catch_unwind(|| decode_unguarded(bytes))
+    decode_as(bytes, Scaling::Display)
+}
+
+/// How stored sample values become [0, 1].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scaling {
+    /// Modality LUT, the file's VOI window (else the range of values), MONOCHROME1 inverted: what a
+    /// viewer shows, and what chestx trains on.
+    Display,
+    /// The stored value over its largest possible value (2^BitsStored − 1), MONOCHROME1 inverted,
+    /// no rescale and no window: torchxrayvision's `read_xray_dcm`, which its models were trained on.
+    StoredRange,
+}
+
+/// [`decode`] with the scaling given (colour frames are luminance either way).
+pub fn decode_as(bytes: &[u8], scaling: Scaling) -> Result<(Gray, DicomInfo), String> {
+    std::panic::catch_unwind(|| decode_unguarded(bytes, scaling))
         .unwrap_or_else(|_| Err("the DICOM decoder failed on malformed data".into()))
 }
 
-fn decode_unguarded(bytes: &[u8]) -> Result<(Gray, DicomInfo), String> {
+fn decode_unguarded(bytes: &[u8], scaling: Scaling) -> Result<(Gray, DicomInfo), String> {
     check_declared_lengths(bytes)?;
     let (obj, part10) = open(bytes, false)?;
     let info = info_of(&obj, part10)?;
@@ -434,6 +450,9 @@ fn decode_unguarded(bytes: &[u8]) -> Result<(Gray, DicomInfo), String> {
         .map_err(|e| format!("{e} ({})", info.transfer_syntax_name))?;
     let (w, h) = (layout.width as u32, layout.height as u32);
     let data = match layout.samples_per_pixel {
+        1 if scaling == Scaling::StoredRange => {
+            stored_range(&pixels::gray_values(&frame, &layout), &layout)
+        }
         1 => display(&pixels::gray_values(&frame, &layout), &info),
         3 => pixels::luminance(&frame, &layout),
         spp => return Err(format!("{spp} samples per pixel is not a radiograph")),
@@ -462,6 +481,16 @@ fn display(stored: &[f64], info: &DicomInfo) -> Vec<f32> {
         out.iter_mut().for_each(|x| *x = 1.0 - *x);
     }
     out
+}
+
+/// Stored values over 2^BitsStored − 1, MONOCHROME1 inverted as `max − value` (as pydicom users do).
+fn stored_range(stored: &[f64], layout: &pixels::Layout) -> Vec<f32> {
+    let max = ((1u64 << layout.bits_stored.clamp(1, 32)) - 1) as f64;
+    let invert = layout.photometric == "MONOCHROME1";
+    stored
+        .iter()
+        .map(|&v| (if invert { max - v } else { v } / max) as f32)
+        .collect()
 }
 
 /// Decode a DICOM file (see [`decode`]).

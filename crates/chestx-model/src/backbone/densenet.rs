@@ -30,10 +30,10 @@ impl ModuleT for DenseLayer {
     }
 }
 
-pub fn densenet121(p: &nn::Path) -> nn::SequentialT {
+pub fn densenet121(p: &nn::Path, in_channels: i64) -> nn::SequentialT {
     let f = p / "features";
     let mut seq = nn::seq_t()
-        .add(conv(&f / "conv0", 3, 64, 7, 2, 3, false))
+        .add(conv(&f / "conv0", in_channels, 64, 7, 2, 3, false))
         .add(bn(&f / "norm0", 64))
         .add_fn(|x| x.relu().max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false));
     let mut c = 64;

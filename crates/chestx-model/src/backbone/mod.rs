@@ -200,13 +200,16 @@ impl ModuleT for Stages {
 }
 
 /// Build the feature extractor of `arch` under `p` (its variables are named as in torchvision).
-pub fn build(arch: Arch, p: &nn::Path) -> Stages {
+/// `in_channels` is 3 for ImageNet weights; ResNets and DenseNet-121 also take 1 (torchxrayvision).
+pub fn build(arch: Arch, p: &nn::Path, in_channels: i64) -> Stages {
+    use resnet::Block::{Basic, Bottleneck};
+    let c = in_channels;
     match arch {
-        Arch::Resnet18 => resnet::resnet(p, resnet::Block::Basic, [2, 2, 2, 2], 64, 32),
-        Arch::Resnet34 => resnet::resnet(p, resnet::Block::Basic, [3, 4, 6, 3], 64, 32),
-        Arch::Resnet50 => resnet::resnet(p, resnet::Block::Bottleneck, [3, 4, 6, 3], 64, 32),
-        Arch::Resnet101 => resnet::resnet(p, resnet::Block::Bottleneck, [3, 4, 23, 3], 64, 32),
-        Arch::Densenet121 => Stages::new(vec![densenet::densenet121(p)]),
+        Arch::Resnet18 => resnet::resnet(p, Basic, [2, 2, 2, 2], 64, 32, c),
+        Arch::Resnet34 => resnet::resnet(p, Basic, [3, 4, 6, 3], 64, 32, c),
+        Arch::Resnet50 => resnet::resnet(p, Bottleneck, [3, 4, 6, 3], 64, 32, c),
+        Arch::Resnet101 => resnet::resnet(p, Bottleneck, [3, 4, 23, 3], 64, 32, c),
+        Arch::Densenet121 => Stages::new(vec![densenet::densenet121(p, c)]),
         Arch::Alexnet => Stages::new(vec![alexnet::alexnet(p)]),
         Arch::Googlenet => Stages::new(vec![googlenet::googlenet(p)]),
         Arch::Vgg16 => Stages::new(vec![vgg::vgg16(p)]),
@@ -215,13 +218,25 @@ pub fn build(arch: Arch, p: &nn::Path) -> Stages {
 
 /// A ResNet-18-shaped network `base` channels wide at its first stage (8·`base` at the last): for
 /// fixtures and CPU-sized experiments. `base` = 64 is ResNet-18. `output_stride` is 32, 16 or 8.
-pub fn resnet18_width(p: &nn::Path, base: i64, output_stride: i64) -> Stages {
-    resnet::resnet(p, resnet::Block::Basic, [2, 2, 2, 2], base, output_stride)
+pub fn resnet18_width(p: &nn::Path, base: i64, output_stride: i64, in_channels: i64) -> Stages {
+    resnet::resnet(
+        p,
+        resnet::Block::Basic,
+        [2, 2, 2, 2],
+        base,
+        output_stride,
+        in_channels,
+    )
 }
 
 /// Any ResNet at a finer output stride: 16 (layer4 without its stride) or 8 (layer3 and layer4
 /// without theirs). Weights are unchanged, so torchvision weights load.
-pub fn build_strided(arch: Arch, p: &nn::Path, output_stride: i64) -> Option<Stages> {
+pub fn build_strided(
+    arch: Arch,
+    p: &nn::Path,
+    output_stride: i64,
+    in_channels: i64,
+) -> Option<Stages> {
     use resnet::Block::{Basic, Bottleneck};
     let (block, counts) = match arch {
         Arch::Resnet18 => (Basic, [2, 2, 2, 2]),
@@ -230,7 +245,14 @@ pub fn build_strided(arch: Arch, p: &nn::Path, output_stride: i64) -> Option<Sta
         Arch::Resnet101 => (Bottleneck, [3, 4, 23, 3]),
         _ => return None,
     };
-    Some(resnet::resnet(p, block, counts, 64, output_stride))
+    Some(resnet::resnet(
+        p,
+        block,
+        counts,
+        64,
+        output_stride,
+        in_channels,
+    ))
 }
 
 pub(crate) fn conv(

@@ -107,10 +107,11 @@ pub fn resnet(
     counts: [i64; 4],
     base: i64,
     output_stride: i64,
+    in_channels: i64,
 ) -> Stages {
     let mut stages = Vec::with_capacity(4);
     let mut seq = nn::seq_t()
-        .add(conv(p / "conv1", 3, base, 7, 2, 3, false))
+        .add(conv(p / "conv1", in_channels, base, 7, 2, 3, false))
         .add(bn(p / "bn1", base))
         .add_fn(|x| x.relu().max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false));
     let mut c_in = base;

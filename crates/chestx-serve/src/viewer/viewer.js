@@ -144,7 +144,7 @@ function colour(t) {
   return [r * 255, g * 255, b * 255];
 }
 
-// The shown findings' maps (their maximum), stretched over the film; cool parts fade out.
+// The shown findings' maps (their maximum), stretched over the input region; cool parts fade out.
 function drawHeat() {
   const c = $("heat"), g = c.getContext("2d");
   g.clearRect(0, 0, c.width, c.height);
@@ -166,7 +166,12 @@ function drawHeat() {
   tmp.width = w; tmp.height = h;
   tmp.getContext("2d").putImageData(out, 0, 0);
   g.imageSmoothingEnabled = true;
-  g.drawImage(tmp, 0, 0, c.width, c.height);
+  // The map covers the model's input, which is the film's `input_region` (a centre crop for some
+  // published models' preprocessing).
+  const film = state.result.film;
+  const [x0, y0, rw, rh] = film.input_region || [0, 0, film.width, film.height];
+  const sx = c.width / film.width, sy = c.height / film.height;
+  g.drawImage(tmp, x0 * sx, y0 * sy, rw * sx, rh * sy);
 }
 
 // Boxes of every called finding, in the film's coordinates scaled to the display copy.

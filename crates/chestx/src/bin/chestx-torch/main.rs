@@ -1,5 +1,5 @@
-//! `chestx-torch`: the commands of `chestx` that run a network (train, import-weights, eval,
-//! predict, demo, serve). `chestx` hands these commands here with their arguments untouched; this binary,
+//! `chestx-torch`: the commands of `chestx` that run a network (train, import-weights,
+//! import-model, eval, predict, demo, serve). `chestx` hands these commands here with their arguments untouched; this binary,
 //! unlike `chestx`, links libtorch.
 
 mod demo;
@@ -33,6 +33,9 @@ enum Command {
     Train(train::TrainArgs),
     /// Convert released weights (.pth/.safetensors) to a backbone safetensors file for --init.
     ImportWeights(import::ImportArgs),
+    /// Import a published model (torchxrayvision, CheXNet) whole: a model folder that predict,
+    /// eval, serve and train --init accept like a run.
+    ImportModel(import::ImportModelArgs),
     /// Evaluate a trained run: per-class AUC with CIs, ROC plots, localization table, overlays.
     Eval(eval::EvalArgs),
     /// Predict findings, heatmap boxes and overlays for new PNG/JPEG/DICOM images.
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(a) => train::run_train(a),
         Command::ImportWeights(a) => import::run_import(a),
+        Command::ImportModel(a) => import::run_import_model(a),
         Command::Eval(a) => eval::run_eval(a),
         Command::Predict(a) => predict::run_predict(a),
         Command::Demo(a) => demo::run_demo(a),

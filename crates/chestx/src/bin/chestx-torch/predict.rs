@@ -23,8 +23,10 @@ pub struct PredictArgs {
     output: PathBuf,
     /// Operating thresholds: the `thresholds.json` that `chestx eval` writes beside its report
     /// (Youden's J on the validation split), or one probability for every finding (e.g. 0.5).
+    /// Default: RUN/thresholds.json, which an imported model's folder holds (its source's
+    /// operating points).
     #[arg(long)]
-    thresholds: String,
+    thresholds: Option<String>,
     /// Checkpoint (default: RUN/best.safetensors).
     #[arg(long)]
     checkpoint: Option<PathBuf>,
@@ -45,7 +47,8 @@ pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
     let run = Run::open(&a.run, device)?;
     let ckpt = run.checkpoint_or_best(a.checkpoint.as_deref());
     let (_vs, net) = run.load_model(&ckpt)?;
-    let thresholds = thresholds(&a.thresholds, net.classes())?;
+    let mut thresholds = thresholds(a.thresholds.as_deref(), &a.run, net.classes())?;
+    thresholds.untrained = run.untrained_classes();
     let localizer = a.boxes.localizer()?;
     localizer
         .heat_options(&net)
@@ -160,7 +163,14 @@ impl Job<'_> {
     /// One image: its JSON and overlay written; its prediction returned for the table (with the
     /// source path in `image`, which the caller replaces by the output name).
     fn predict_one(&self, f: &Path, name: &str) -> Result<ImagePrediction> {
-        let img = Gray::open(f)?;
+        // The model's chain decodes the film as its source did (torchxrayvision: DICOM stored
+        // values, no window); the overlay shows the film as a viewer would.
+        let prep = self.net.config.preprocess;
+        let img = prep.open(f)?;
+        let shown = match prep.reads_dicom_as_stored() {
+            true => Some(Gray::open(f)?),
+            false => None,
+        };
         let (pred, heat) = predict_image(
             self.net,
             self.device,
@@ -171,7 +181,7 @@ impl Job<'_> {
         )?;
         write_json(&self.output.join(format!("{name}.json")), &pred)?;
         write_overlay(
-            &img,
+            shown.as_ref().unwrap_or(&img),
             &pred,
             &heat,
             &self.output.join(format!("{name}_overlay.png")),
@@ -272,8 +282,18 @@ impl ShardedPredict {
     }
 }
 
-/// `--thresholds`: a number for every class, or a file written by `chestx eval`.
-fn thresholds(arg: &str, classes: &[String]) -> Result<Thresholds> {
+/// `--thresholds`: a number for every class, or a file written by `chestx eval`; without it the
+/// run folder's own `thresholds.json` (an imported model's source operating points).
+fn thresholds(arg: Option<&str>, run: &Path, classes: &[String]) -> Result<Thresholds> {
+    let own = run.join("thresholds.json");
+    let arg = match arg {
+        Some(a) => a,
+        None if own.is_file() => return Ok(Thresholds::read(&own, classes)?),
+        None => bail!(
+            "--thresholds is needed: {} holds no thresholds.json (give the one `chestx eval` wrote, or a probability such as 0.5)",
+            run.display()
+        ),
+    };
     match arg.parse::<f32>() {
         Ok(p) if (0.0..=1.0).contains(&p) => Ok(Thresholds::fixed(classes, p)),
         Ok(p) => bail!("--thresholds {p}: a probability is between 0 and 1"),

@@ -82,7 +82,9 @@ pub struct TrainArgs {
     lr: f64,
     #[arg(long, default_value_t = 1e-4, allow_negative_numbers = true)]
     weight_decay: f64,
-    /// Backbone weights to start from (.pth or .safetensors; torchvision, torchxrayvision, CheXNet).
+    /// Weights to start from: a backbone file (.pth or .safetensors; torchvision, torchxrayvision,
+    /// CheXNet), or a model folder (`chestx import-model`'s, or another run) whose whole network is
+    /// fine-tuned: its classifier's rows start the classes the run shares with it.
     #[arg(long)]
     init: Option<PathBuf>,
     /// Seeded augmentation: a random crop of 85–100% of each side in the film's proportions (a
@@ -288,6 +290,28 @@ fn new_config(a: &TrainArgs) -> Result<(PathBuf, TrainConfig)> {
                 cfg.dataset.display()
             );
         }
+    }
+    if let Some(dir) = a
+        .init
+        .as_deref()
+        .filter(|d| chestx_train::init::is_model_folder(d))
+    {
+        // A whole model: its network (backbone, head, input side, channels, preprocessing) is the
+        // run's, with the run's classes; the architecture options given here do not apply.
+        cfg.model = chestx_train::init::model_of(dir, cfg.model.classes.clone())?;
+        config::validate_settings(&cfg)?;
+        eprintln!(
+            "--init {}: a model folder; training its network ({}, input {}, {} channel(s), {})",
+            dir.display(),
+            cfg.model.arch,
+            cfg.model.input_size,
+            cfg.model.in_channels,
+            if cfg.model.transition {
+                "transition layer"
+            } else {
+                "no transition layer"
+            }
+        );
     }
     Ok((out, cfg))
 }
