@@ -79,3 +79,26 @@ fn resnet_inner_stage_grids() {
         check(Arch::Resnet18, os, &net, layer, 256, 128 / stride);
     }
 }
+
+/// DenseNet-121's four dense blocks, tapped as stages (strides 4, 8, 16, 32): each where its grid
+/// says, and the last its whole-network grid.
+#[test]
+fn densenet_stage_grids() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = backbone::build(Arch::Densenet121, &vs.root(), 3);
+    assert_eq!(net.len(), Arch::Densenet121.layers());
+    assert_eq!(
+        Arch::Densenet121.layer_grid(4, 32),
+        Arch::Densenet121.cell_grid(32)
+    );
+    for (layer, stride) in [(1, 4), (2, 8), (3, 16), (4, 32)] {
+        assert_eq!(
+            Arch::Densenet121.layer_grid(layer, 32).stride,
+            stride as f64
+        );
+    }
+    // Two stages suffice to check the placement; the deeper ones' supports reach the border.
+    for (layer, stride) in [(1, 4), (2, 8)] {
+        check(Arch::Densenet121, 32, &net, layer, 384, 192 / stride);
+    }
+}

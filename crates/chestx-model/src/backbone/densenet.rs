@@ -30,14 +30,27 @@ impl ModuleT for DenseLayer {
     }
 }
 
-pub fn densenet121(p: &nn::Path, in_channels: i64) -> nn::SequentialT {
+/// DenseNet-121 as four stages, as a ResNet's `layer1..4`: the stem and dense block 1 (stride 4),
+/// then each transition with the next block (strides 8, 16, 32), `norm5` and its ReLU closing the
+/// last. LayerCAM can then read the finer blocks, as it reads a ResNet's early layers.
+pub fn densenet121(p: &nn::Path, in_channels: i64) -> Vec<nn::SequentialT> {
     let f = p / "features";
+    let mut stages = Vec::with_capacity(4);
     let mut seq = nn::seq_t()
         .add(conv(&f / "conv0", in_channels, 64, 7, 2, 3, false))
         .add(bn(&f / "norm0", 64))
         .add_fn(|x| x.relu().max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false));
     let mut c = 64;
     for (i, &layers) in [6i64, 12, 24, 16].iter().enumerate() {
+        if i > 0 {
+            let t = &f / format!("transition{i}");
+            seq = seq
+                .add(bn(&t / "norm", c))
+                .add_fn(|x| x.relu())
+                .add(conv(&t / "conv", c, c / 2, 1, 1, 0, false))
+                .add_fn(|x| x.avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>));
+            c /= 2;
+        }
         let block = &f / format!("denseblock{}", i + 1);
         for j in 0..layers {
             let l = &block / format!("denselayer{}", j + 1);
@@ -49,15 +62,10 @@ pub fn densenet121(p: &nn::Path, in_channels: i64) -> nn::SequentialT {
             });
             c += GROWTH;
         }
-        if i < 3 {
-            let t = &f / format!("transition{}", i + 1);
-            seq = seq
-                .add(bn(&t / "norm", c))
-                .add_fn(|x| x.relu())
-                .add(conv(&t / "conv", c, c / 2, 1, 1, 0, false))
-                .add_fn(|x| x.avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>));
-            c /= 2;
+        if i == 3 {
+            seq = seq.add(bn(&f / "norm5", c)).add_fn(|x| x.relu());
         }
+        stages.push(std::mem::replace(&mut seq, nn::seq_t()));
     }
-    seq.add(bn(&f / "norm5", c)).add_fn(|x| x.relu())
+    stages
 }

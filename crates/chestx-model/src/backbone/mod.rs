@@ -73,9 +73,10 @@ impl Arch {
     }
 
     /// How many of the backbone's stages can be tapped for heatmaps ([`Stages`]): torchvision's
-    /// `layer1..layer4` of a ResNet; the other backbones have one, their output.
+    /// `layer1..layer4` of a ResNet, DenseNet-121's four dense blocks; the other backbones have
+    /// one, their output.
     pub fn layers(self) -> usize {
-        if self.is_resnet() {
+        if self.is_resnet() || self == Arch::Densenet121 {
             4
         } else {
             1
@@ -106,14 +107,11 @@ impl Arch {
                     )
                     .collect()
             }
-            // conv0, pool0, three transitions with 2×2 average pooling.
-            Arch::Densenet121 => vec![
-                CONV1,
-                HALVE,
-                Window::new(2, 2, 0),
-                Window::new(2, 2, 0),
-                Window::new(2, 2, 0),
-            ],
+            // conv0, pool0, then the 2×2 average pooling of each transition before block `layer`.
+            Arch::Densenet121 => [CONV1, HALVE]
+                .into_iter()
+                .chain((2..=layer).map(|_| Window::new(2, 2, 0)))
+                .collect(),
             // conv 11/4, three unpadded 3×3/2 max-pools (the 5×5 and 3×3 convs keep centres).
             Arch::Alexnet => vec![
                 Window::new(11, 4, 2),
@@ -209,7 +207,7 @@ pub fn build(arch: Arch, p: &nn::Path, in_channels: i64) -> Stages {
         Arch::Resnet34 => resnet::resnet(p, Basic, [3, 4, 6, 3], 64, 32, c),
         Arch::Resnet50 => resnet::resnet(p, Bottleneck, [3, 4, 6, 3], 64, 32, c),
         Arch::Resnet101 => resnet::resnet(p, Bottleneck, [3, 4, 23, 3], 64, 32, c),
-        Arch::Densenet121 => Stages::new(vec![densenet::densenet121(p, c)]),
+        Arch::Densenet121 => Stages::new(densenet::densenet121(p, c)),
         Arch::Alexnet => Stages::new(vec![alexnet::alexnet(p)]),
         Arch::Googlenet => Stages::new(vec![googlenet::googlenet(p)]),
         Arch::Vgg16 => Stages::new(vec![vgg::vgg16(p)]),
