@@ -254,12 +254,27 @@ impl Checkpoint {
     /// Write a checkpoint of `vs`'s weights alone (no optimizer state) with `state`: what an
     /// imported model's folder holds, read like any run's.
     pub fn write_weights(path: &Path, vs: &VarStore, state: &RunState) -> Result<(), InferError> {
+        Checkpoint::write(path, vs, Vec::new(), state, 0)
+    }
+
+    /// Write one checkpoint file atomically: `vs`'s variables as `model.*`, the `extra` tensors as
+    /// named (the optimizer's moments), and the run state with the optimizer's step count.
+    pub fn write(
+        path: &Path,
+        vs: &VarStore,
+        extra: Vec<(String, Tensor)>,
+        state: &RunState,
+        step: i64,
+    ) -> Result<(), InferError> {
+        // Contiguous copies on the CPU: safetensors refuses strided (e.g. channels-last) tensors.
+        let cpu = |t: &Tensor| t.to_device(Device::Cpu).contiguous();
         let mut named: Vec<(String, Tensor)> = vs
             .variables()
             .into_iter()
-            .map(|(n, t)| (format!("model.{n}"), t.to_device(Device::Cpu).contiguous()))
+            .map(|(n, t)| (format!("model.{n}"), cpu(&t)))
+            .chain(extra.into_iter().map(|(n, t)| (n, cpu(&t))))
             .collect();
-        let json = serde_json::to_vec(&(state, 0i64)).expect("state serializes");
+        let json = serde_json::to_vec(&(state, step)).expect("state serializes");
         named.push(("__state__".into(), Tensor::from_slice(&json)));
         named.sort_by(|a, b| a.0.cmp(&b.0));
         let refs: Vec<(&str, &Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();

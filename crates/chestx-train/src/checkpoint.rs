@@ -6,29 +6,17 @@ use crate::adam::Adam;
 use crate::TrainError;
 use chestx_infer::{Checkpoint, RunState};
 use std::path::Path;
-use tch::{nn::VarStore, Tensor};
+use tch::nn::VarStore;
 
 pub fn save(path: &Path, vs: &VarStore, adam: &Adam, state: &RunState) -> Result<(), TrainError> {
-    // Contiguous copies on the CPU: safetensors refuses strided (e.g. channels-last) tensors.
-    let cpu = |t: &Tensor| t.to_device(tch::Device::Cpu).contiguous();
-    let mut named: Vec<(String, Tensor)> = Vec::new();
-    for (n, t) in vs.variables() {
-        named.push((format!("model.{n}"), cpu(&t)));
-    }
-    for (n, t) in &adam.m {
-        named.push((format!("adam.m.{n}"), cpu(t)));
-    }
-    for (n, t) in &adam.v {
-        named.push((format!("adam.v.{n}"), cpu(t)));
-    }
-    let json = serde_json::to_vec(&(state, adam.t)).expect("state serializes");
-    named.push(("__state__".into(), Tensor::from_slice(&json)));
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    let refs: Vec<(&str, &Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    chestx_core::io::write_atomic_with(path, |tmp| {
-        Tensor::write_safetensors(&refs, tmp).map_err(std::io::Error::other)
-    })
-    .map_err(|e| TrainError::Checkpoint(path.display().to_string(), e.to_string()))
+    let moments = [("adam.m.", &adam.m), ("adam.v.", &adam.v)]
+        .into_iter()
+        .flat_map(|(prefix, map)| {
+            map.iter()
+                .map(move |(n, t)| (format!("{prefix}{n}"), t.shallow_clone()))
+        })
+        .collect();
+    Ok(Checkpoint::write(path, vs, moments, state, adam.t)?)
 }
 
 /// Restore the model (and, when given, the optimizer); returns the run state.
