@@ -141,6 +141,7 @@ fn imported_xrv_model_evaluates_and_fine_tunes_from_its_own_logits() {
     assert!(snapshot_names(&model).iter().all(|n| n != "results.json"));
 
     boxes_stay_in_the_centre_crop(&model, tmp.path());
+    served_with_its_own_chain_and_operating_points(&model, &tmp.path().join("wide.png"));
 
     let said = ok(
         &[
@@ -265,6 +266,73 @@ fn boxes_stay_in_the_centre_crop(model: &Path, tmp: &Path) {
         .find(|f| f["finding"] == "Lung Opacity")
         .unwrap();
     assert!(opacity["boxes"].as_array().unwrap().is_empty());
+}
+
+/// `chestx serve --run MODEL`: the imported model behind the API, with its own preprocessing (the
+/// response says which part of the film the input was), its operating points from the folder and
+/// its untrained output never called.
+fn served_with_its_own_chain_and_operating_points(model: &Path, film: &Path) {
+    use std::io::{Read, Write};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = chestx()
+        .args(["--threads", "2", "serve", "--device", "cpu", "--addr"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--run")
+        .arg(model)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let body = std::fs::read(film).unwrap();
+    let ask = || -> Option<String> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        let head = format!(
+            "POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).ok()?;
+        s.write_all(&body).ok()?;
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).ok()?;
+        Some(reply)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let reply = loop {
+        match ask() {
+            Some(r) if r.starts_with("HTTP/1.1 200") => break r,
+            _ if std::time::Instant::now() > deadline => {
+                let _ = server.kill();
+                panic!("the server did not answer in time");
+            }
+            _ => std::thread::sleep(std::time::Duration::from_millis(300)),
+        }
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    let json: serde_json::Value =
+        serde_json::from_str(reply.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(
+        json["film"]["input_region"],
+        serde_json::json!([16.0, 0.0, 64.0, 64.0])
+    );
+    let findings = json["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 18);
+    assert!(
+        json["thresholds"].as_str().unwrap().contains("op_threshs"),
+        "{json}"
+    );
+    let opacity = findings
+        .iter()
+        .find(|f| f["finding"] == "Lung Opacity")
+        .unwrap();
+    assert_eq!(opacity["positive"], false);
+    for f in findings {
+        assert!((f["threshold"].as_f64().unwrap() - 0.3).abs() < 1e-6 || f == opacity);
+    }
 }
 
 fn snapshot_names(dir: &Path) -> Vec<String> {
