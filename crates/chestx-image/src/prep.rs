@@ -87,11 +87,43 @@ impl Preprocess {
                 Prepared {
                     data,
                     channels: 3,
-                    view: whole(img),
+                    view: self.view(img.width, img.height, size),
                 }
             }
             Preprocess::Xrv => xrv(img, size),
             Preprocess::Chexnet { resize } => chexnet(img, resize, size),
+        }
+    }
+
+    /// Where the input square of side `size` lies on a `width × height` film (what
+    /// [`Preprocess::prepare`] reads), computed from the sizes alone.
+    pub fn view(&self, width: u32, height: u32, size: u32) -> View {
+        match *self {
+            Preprocess::Imagenet => View {
+                x0: 0.0,
+                y0: 0.0,
+                width: width as f64,
+                height: height as f64,
+            },
+            Preprocess::Xrv => {
+                let crop = width.min(height);
+                View {
+                    x0: (width / 2 - crop / 2) as f64,
+                    y0: (height / 2 - crop / 2) as f64,
+                    width: crop as f64,
+                    height: crop as f64,
+                }
+            }
+            Preprocess::Chexnet { resize } => {
+                let ((rw, rh), (left, top)) = chexnet_geometry(width, height, resize, size);
+                let (sx, sy) = (width as f64 / rw as f64, height as f64 / rh as f64);
+                View {
+                    x0: left as f64 * sx,
+                    y0: top as f64 * sy,
+                    width: size as f64 * sx,
+                    height: size as f64 * sy,
+                }
+            }
         }
     }
 
@@ -111,20 +143,10 @@ impl Preprocess {
     }
 }
 
-fn whole(img: &Gray) -> View {
-    View {
-        x0: 0.0,
-        y0: 0.0,
-        width: img.width as f64,
-        height: img.height as f64,
-    }
-}
-
 fn xrv(img: &Gray, size: u32) -> Prepared {
-    let (w, h) = (img.width as usize, img.height as usize);
-    let crop = w.min(h);
-    // `XRayCenterCrop`: x // 2 - crop // 2.
-    let (x0, y0) = (w / 2 - crop / 2, h / 2 - crop / 2);
+    let view = Preprocess::Xrv.view(img.width, img.height, size);
+    let (w, crop) = (img.width as usize, view.width as usize);
+    let (x0, y0) = (view.x0 as usize, view.y0 as usize);
     let mut square = Vec::with_capacity(crop * crop);
     for y in y0..y0 + crop {
         square.extend(
@@ -136,31 +158,36 @@ fn xrv(img: &Gray, size: u32) -> Prepared {
     Prepared {
         data: skimage_resize(&square, crop, size as usize),
         channels: 1,
-        view: View {
-            x0: x0 as f64,
-            y0: y0 as f64,
-            width: crop as f64,
-            height: crop as f64,
-        },
+        view,
     }
 }
 
-fn chexnet(img: &Gray, resize: u32, size: u32) -> Prepared {
-    let (w, h) = (img.width as f64, img.height as f64);
-    // torchvision `Resize(int)`: the short side to `resize`, the long one truncated in proportion.
-    let (rw, rh) = if img.width <= img.height {
+/// torchvision's `Resize(resize)` then `CenterCrop(size)` on a `width × height` film: the resized
+/// sides (the short one to `resize`, the long one truncated in proportion) and the crop's offset
+/// (`int(round((side − size) / 2))`, Python rounding halves to even).
+fn chexnet_geometry(
+    width: u32,
+    height: u32,
+    resize: u32,
+    size: u32,
+) -> ((u32, u32), (usize, usize)) {
+    let (w, h) = (width as f64, height as f64);
+    let (rw, rh) = if width <= height {
         (resize, (resize as f64 * h / w) as u32)
     } else {
         ((resize as f64 * w / h) as u32, resize)
     };
-    let resized = img.resize(rw, rh);
-    // `CenterCrop`: int(round((side − crop) / 2)), Python rounding halves to even.
     let offset = |side: u32| {
         ((side as f64 - size as f64) / 2.0)
             .round_ties_even()
             .max(0.0) as usize
     };
-    let (left, top) = (offset(rw), offset(rh));
+    ((rw, rh), (offset(rw), offset(rh)))
+}
+
+fn chexnet(img: &Gray, resize: u32, size: u32) -> Prepared {
+    let ((rw, rh), (left, top)) = chexnet_geometry(img.width, img.height, resize, size);
+    let resized = img.resize(rw, rh);
     let n = (size * size) as usize;
     let mut gray = vec![0f32; n];
     for y in 0..size as usize {
@@ -173,16 +200,10 @@ fn chexnet(img: &Gray, resize: u32, size: u32) -> Prepared {
     }
     let mut data = vec![0f32; 3 * n];
     Gray::new(size, size, gray).write_chw_imagenet(&mut data);
-    let (sx, sy) = (w / rw as f64, h / rh as f64);
     Prepared {
         data,
         channels: 3,
-        view: View {
-            x0: left as f64 * sx,
-            y0: top as f64 * sy,
-            width: size as f64 * sx,
-            height: size as f64 * sy,
-        },
+        view: Preprocess::Chexnet { resize }.view(img.width, img.height, size),
     }
 }
 
@@ -326,6 +347,24 @@ mod tests {
             (1.0, 0.0, 4.0, 4.0)
         );
         assert!(p.data.iter().all(|&v| v == 1024.0), "{:?}", p.data);
+    }
+
+    #[test]
+    fn the_view_from_sizes_alone_is_the_one_prepare_reads() {
+        for chain in [
+            Preprocess::Imagenet,
+            Preprocess::Xrv,
+            Preprocess::Chexnet { resize: 40 },
+        ] {
+            for (w, h) in [(96, 64), (64, 97), (50, 50)] {
+                let img = Gray::new(w, h, vec![0.5; (w * h) as usize]);
+                assert_eq!(
+                    chain.view(w, h, 32),
+                    chain.prepare(&img, 32).view,
+                    "{chain:?} {w}x{h}"
+                );
+            }
+        }
     }
 
     #[test]

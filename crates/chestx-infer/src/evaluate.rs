@@ -194,6 +194,28 @@ impl Setup<'_> {
             .any(|f| self.boxes_of(image, *f).is_some())
     }
 
+    /// Class `f`'s map on the input and its boxes on a `w × h` film, placed through the part of
+    /// the film the model's preprocessing reads (the whole film for our runs; a centre crop for
+    /// some published models), with that part.
+    fn film_boxes(
+        &self,
+        heat: &ClassHeat,
+        f: Finding,
+        (w, h): (u32, u32),
+    ) -> (chestx_eval::boxes::Heatmap, Vec<BBox>, chestx_image::View) {
+        let size = self.run.config.model.input_size as u32;
+        let v = self.net.config.preprocess.view(w, h, size);
+        let (map, boxes) = self
+            .opts
+            .localizer
+            .class_boxes(heat, f, size, v.width, v.height);
+        let boxes = boxes
+            .into_iter()
+            .map(|b| BBox::new(b.x + v.x0, b.y + v.y0, b.w, b.h))
+            .collect();
+        (map, boxes, v)
+    }
+
     /// Whether the method draws boxes of class `ci` at probability `p`.
     fn draws(&self, ci: usize, p: f32) -> bool {
         !self.opts.localizer.gated() || p >= self.thresholds.as_ref().map_or(0.5, |t| t.values[ci])
@@ -477,27 +499,18 @@ fn score_image(
             // A negative film: its boxes are false alarms (none to compute when none are drawn).
             let mut count = 0;
             if drawn {
-                let (w, h) = dims();
-                let (_, boxes) = s
-                    .opts
-                    .localizer
-                    .class_boxes(&heat[ci], *f, size, w as f64, h as f64);
-                count = boxes.len();
+                count = s.film_boxes(&heat[ci], *f, dims()).1.len();
             }
             g.negatives[ci].0 += 1;
             g.negatives[ci].1 += count;
             g.negative_rows[ci].push((g.probs.len() - 1, count));
             continue;
         };
-        let (w, h) = dims();
-        let (map, boxes) = s
-            .opts
-            .localizer
-            .class_boxes(&heat[ci], *f, size, w as f64, h as f64);
+        let (map, boxes, v) = s.film_boxes(&heat[ci], *f, dims());
         let peak = map.peak().map(|(x, y)| {
             (
-                (x as f64 + 0.5) * w as f64 / map.width as f64,
-                (y as f64 + 0.5) * h as f64 / map.height as f64,
+                v.x0 + (x as f64 + 0.5) * v.width / map.width as f64,
+                v.y0 + (y as f64 + 0.5) * v.height / map.height as f64,
             )
         });
         g.case_rows[ci].push(g.probs.len() - 1);
@@ -560,7 +573,6 @@ fn write_overlays(
     kept: &[(usize, Vec<f32>, Vec<ClassHeat>)],
     out_dir: &Path,
 ) -> Result<Vec<OverlayCase>, InferError> {
-    let size = s.run.config.model.input_size as u32;
     let mut cases = Vec::new();
     for (si, p, hms) in kept {
         let sample = &s.samples[*si];
@@ -578,13 +590,8 @@ fn write_overlays(
                 .boxes_of(&sample.image, s.classes[ci])
                 .cloned()
                 .unwrap_or_default();
-            let (hm, det) = s.opts.localizer.class_boxes(
-                &hms[ci],
-                s.classes[ci],
-                size,
-                img.width as f64,
-                img.height as f64,
-            );
+            let (hm, det, view) = s.film_boxes(&hms[ci], s.classes[ci], (img.width, img.height));
+            let hm = crate::predict::on_film(&hm, view, img.width, img.height);
             let called = s.draws(ci, p[ci]);
             let det = if called { det } else { Vec::new() };
             let o = chestx_eval::overlay::render_overlay(&img, Some(&hm), &tb, &det, 0.45);

@@ -124,7 +124,7 @@ pub fn op_norm(p: f32, threshold: f32) -> f32 {
 
 /// A heatmap on the network input placed on the film it came from: at most 512 cells a side in the
 /// film's proportions, zero where the input did not reach (a centre crop's margins).
-fn on_film(hm: &Heatmap, view: chestx_image::View, width: u32, height: u32) -> Heatmap {
+pub(crate) fn on_film(hm: &Heatmap, view: chestx_image::View, width: u32, height: u32) -> Heatmap {
     let whole = view.x0 == 0.0
         && view.y0 == 0.0
         && view.width == width as f64
