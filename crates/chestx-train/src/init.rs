@@ -42,7 +42,8 @@ fn same_class(a: &str, b: &str) -> bool {
 }
 
 /// Copy the source model's weights into `vs` (a network built by [`model_of`]): every variable but
-/// the prediction layer by name, and the prediction layer row by row for the classes both have.
+/// the prediction layer by name, and the prediction layer row by row for the classes both have
+/// (and the source was trained on); the others keep their fresh initialisation.
 pub fn init_from_model(
     vs: &VarStore,
     dir: &Path,
@@ -52,13 +53,15 @@ pub fn init_from_model(
     let ckpt_path = source.checkpoint_or_best(None);
     let ckpt = Checkpoint::read(&ckpt_path)?;
     let src_classes = &source.config.model.classes;
+    // An output the source's weights were not trained on carries nothing to start from.
+    let untrained = source.untrained_classes();
     let rows: Vec<(usize, usize)> = classes
         .iter()
         .enumerate()
         .filter_map(|(i, c)| {
             src_classes
                 .iter()
-                .position(|s| same_class(s, c))
+                .position(|s| same_class(s, c) && !untrained.contains(s))
                 .map(|j| (i, j))
         })
         .collect();
