@@ -205,14 +205,7 @@ impl Setup<'_> {
     ) -> (chestx_eval::boxes::Heatmap, Vec<BBox>, chestx_image::View) {
         let size = self.run.config.model.input_size as u32;
         let v = self.net.config.preprocess.view(w, h, size);
-        let (map, boxes) = self
-            .opts
-            .localizer
-            .class_boxes(heat, f, size, v.width, v.height);
-        let boxes = boxes
-            .into_iter()
-            .map(|b| BBox::new(b.x + v.x0, b.y + v.y0, b.w, b.h))
-            .collect();
+        let (map, boxes) = self.opts.localizer.film_boxes(heat, f, size, v);
         (map, boxes, v)
     }
 

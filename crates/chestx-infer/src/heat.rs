@@ -424,6 +424,24 @@ impl Localizer {
         }
     }
 
+    /// One class's map on the `side²` input and its boxes on the film, placed through `view` (the
+    /// part of the film the preprocessing made the input from: all of it for our runs, a centre
+    /// crop for some published models).
+    pub fn film_boxes(
+        &self,
+        heat: &ClassHeat,
+        finding: Finding,
+        side: u32,
+        view: chestx_image::View,
+    ) -> (Heatmap, Vec<BBox>) {
+        let (map, boxes) = self.class_boxes(heat, finding, side, view.width, view.height);
+        let boxes = boxes
+            .into_iter()
+            .map(|b| BBox::new(b.x + view.x0, b.y + view.y0, b.w, b.h))
+            .collect();
+        (map, boxes)
+    }
+
     /// One class's map on the `side²` input and its boxes in `out_w × out_h` (the original image, of
     /// which the input is a plain resize).
     pub fn class_boxes(

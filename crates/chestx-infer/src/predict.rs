@@ -76,12 +76,7 @@ pub fn predict_image(
             let positive = trained && p[ci] >= threshold;
             let finding = name.parse().unwrap_or(chestx_core::Finding::NoFinding);
             // Boxes are found on the input and placed on the film through the chain's view.
-            let (hm, boxes) =
-                localizer.class_boxes(h, finding, size as u32, view.width, view.height);
-            let boxes = boxes
-                .into_iter()
-                .map(|b| BBox::new(b.x + view.x0, b.y + view.y0, b.w, b.h))
-                .collect();
+            let (hm, boxes) = localizer.film_boxes(h, finding, size as u32, view);
             heatmaps.push(on_film(&hm, view, img.width, img.height));
             FindingPrediction {
                 finding: name.clone(),

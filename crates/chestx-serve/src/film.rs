@@ -224,12 +224,14 @@ pub fn finish(
             // An output the weights were not trained on is never called.
             let positive = p >= threshold && !model.thresholds.untrained.contains(name);
             let finding = name.parse().unwrap_or(Finding::NoFinding);
-            let [x0, y0, w, h] = film.input_region;
-            let (hm, boxes) = model.localizer.class_boxes(heat, finding, side, w, h);
-            let boxes: Vec<BBox> = boxes
-                .into_iter()
-                .map(|b| BBox::new(b.x + x0, b.y + y0, b.w, b.h))
-                .collect();
+            let [x0, y0, width, height] = film.input_region;
+            let view = chestx_image::View {
+                x0,
+                y0,
+                width,
+                height,
+            };
+            let (hm, boxes) = model.localizer.film_boxes(heat, finding, side, view);
             let want = match heatmaps {
                 HeatmapChoice::None => false,
                 HeatmapChoice::Positive => positive,
