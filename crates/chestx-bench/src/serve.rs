@@ -5,7 +5,9 @@
 
 use anyhow::{bail, Context, Result};
 use chestx_infer::heat::Localizer;
+use chestx_serve::film::HeatmapChoice;
 use chestx_serve::metrics::Metrics;
+use chestx_serve::model::FilmInput;
 use chestx_serve::{AppState, Limits, ModelSpec, ThresholdSource};
 use clap::Args;
 use std::path::PathBuf;
@@ -33,12 +35,18 @@ pub struct ServeBenchArgs {
     /// Most films per model pass.
     #[arg(long, default_value_t = 8)]
     max_batch: usize,
+    /// Heatmaps asked for: `positive` (the API's default: findings called present) or `all` (what
+    /// the viewer asks for).
+    #[arg(long, default_value = "positive", value_parser = ["positive", "all", "none"])]
+    heatmaps: String,
 }
 
 struct Phase {
     seconds: f64,
     latencies: Vec<f64>,
     errors: usize,
+    /// Answers with at least one finding called present.
+    positive: usize,
 }
 
 impl Phase {
@@ -51,13 +59,14 @@ impl Phase {
                 .unwrap_or(f64::NAN)
         };
         format!(
-            "{name:<28} {:>6} requests {:>7.1} s {:>7.2} films/s   p50 {:>7.1} ms   p99 {:>7.1} ms   errors {}",
+            "{name:<28} {:>6} requests {:>7.1} s {:>7.2} films/s   p50 {:>7.1} ms   p99 {:>7.1} ms   errors {}   with a finding called {}",
             l.len() + self.errors,
             self.seconds,
             l.len() as f64 / self.seconds,
             q(0.5) * 1e3,
             q(0.99) * 1e3,
-            self.errors
+            self.errors,
+            self.positive
         )
     }
 }
@@ -75,19 +84,24 @@ fn rss_mb() -> f64 {
 
 pub fn run(a: ServeBenchArgs) -> Result<()> {
     let bodies = Arc::new(read_films(&a)?);
+    profile(&a, &bodies)?;
     let batches = Arc::new(Mutex::new(Vec::new()));
     let url = start_server(&a, bodies.len(), batches.clone())?;
     // Warm-up: the first passes allocate.
     load(&url, &bodies, 1, 4);
     let rss_before = rss_mb();
     batches.lock().unwrap().clear();
+    let cpu = cpu_by_thread();
     let one = load(&url, &bodies, 1, a.sequential);
+    println!("one at a time: {}", cpu_line(&cpu));
+    let cpu = cpu_by_thread();
     let sequential_batches = std::mem::take(&mut *batches.lock().unwrap());
     let rss_mid = rss_mb();
     let stop = Arc::new(AtomicBool::new(false));
     let peak = watch_rss(stop.clone());
     let many = load(&url, &bodies, a.clients, a.requests);
     stop.store(true, Ordering::Relaxed);
+    println!("{} clients: {}", a.clients, cpu_line(&cpu));
     let (rss_peak, rss_samples) = peak.join().unwrap();
     let concurrent_batches = std::mem::take(&mut *batches.lock().unwrap());
     println!("{}", one.line("one client, one at a time"));
@@ -116,6 +130,89 @@ pub fn run(a: ServeBenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// Where one prediction's time goes, outside the server: decoding and preparing a film, the model's
+/// pass per film alone and per film in a full batch (what batching can save), and turning scores into
+/// the response, both for every class's heatmap (what the viewer asks for) and for the maps of
+/// findings called present only (the API's default). Medians of several passes, wall milliseconds.
+fn profile(a: &ServeBenchArgs, bodies: &[Vec<u8>]) -> Result<()> {
+    let (mut score, info) = chestx_serve::model::load(spec(a)).map_err(anyhow::Error::msg)?;
+    let prepare = |b: &[u8]| {
+        chestx_serve::film::prepare(b, info.input_size, info.preprocess, false)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))
+    };
+    let films: Vec<_> = (bodies.iter().take(a.max_batch.max(1)))
+        .map(|b| prepare(b))
+        .collect::<Result<_>>()?;
+    let n = films.len();
+    let ms = |f: &mut dyn FnMut(), times: usize| {
+        let mut v: Vec<f64> = (0..times)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut i = 0;
+    let decode = ms(
+        &mut || {
+            i += 1;
+            drop(prepare(&bodies[i % bodies.len()]));
+        },
+        5,
+    );
+    println!("per film, ms: prepare {decode:.1}");
+    for all_maps in [true, false] {
+        let inputs = |k: usize| -> Vec<FilmInput> {
+            (films.iter().take(k))
+                .map(|f| FilmInput {
+                    input: f.input.clone(),
+                    all_maps,
+                })
+                .collect()
+        };
+        let _ = score(inputs(1)); // warm-up
+        let one = ms(&mut || drop(score(inputs(1))), 5);
+        let full = ms(&mut || drop(score(inputs(n))), 3) / n as f64;
+        let scored = score(inputs(1))
+            .pop()
+            .unwrap()
+            .map_err(anyhow::Error::msg)?;
+        let choice = match all_maps {
+            true => HeatmapChoice::All,
+            false => HeatmapChoice::Positive,
+        };
+        let finish = ms(
+            &mut || {
+                let (film, s) = (films[0].info.clone(), scored.clone());
+                drop(chestx_serve::film::finish(&info, film, None, s, choice));
+            },
+            5,
+        );
+        println!(
+            "  {:<34} model alone {one:.1}, in a batch of {n} {full:.1} ({:.2}x) | finish {finish:.1}",
+            match all_maps {
+                true => "every class's heatmap (viewer):",
+                false => "maps of findings called present:",
+            },
+            one / full
+        );
+    }
+    Ok(())
+}
+
+fn spec(a: &ServeBenchArgs) -> ModelSpec {
+    ModelSpec {
+        run: a.run.clone(),
+        checkpoint: None,
+        device: tch::Device::Cpu,
+        thresholds: ThresholdSource::Validation,
+        localizer: Localizer::regions(),
+    }
+}
+
 fn read_films(a: &ServeBenchArgs) -> Result<Vec<Vec<u8>>> {
     let dir = a.films.clone().unwrap_or_else(|| {
         std::env::var_os("CHESTX_DATA")
@@ -141,13 +238,7 @@ fn start_server(
     films: usize,
     batches: Arc<Mutex<Vec<usize>>>,
 ) -> Result<String> {
-    let spec = ModelSpec {
-        run: a.run.clone(),
-        checkpoint: None,
-        device: tch::Device::Cpu,
-        thresholds: ThresholdSource::Validation,
-        localizer: Localizer::regions(),
-    };
+    let spec = spec(a);
     let observe = Box::new(move |n| batches.lock().unwrap().push(n));
     let (queue, info) =
         chestx_serve::model::start(spec, 64, a.max_batch, observe).map_err(anyhow::Error::msg)?;
@@ -168,7 +259,11 @@ fn start_server(
     ));
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
-    let url = format!("http://{}/v1/predict", listener.local_addr()?);
+    let url = format!(
+        "http://{}/v1/predict?heatmaps={}",
+        listener.local_addr()?,
+        a.heatmaps
+    );
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -186,7 +281,7 @@ fn start_server(
 /// `clients` threads each sending `requests` films, one after another.
 fn load(url: &str, bodies: &Arc<Vec<Vec<u8>>>, clients: usize, requests: usize) -> Phase {
     let started = Instant::now();
-    let results: Vec<(Vec<f64>, usize)> = std::thread::scope(|s| {
+    let results: Vec<(Vec<f64>, usize, usize)> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..clients)
             .map(|c| {
                 let bodies = bodies.clone();
@@ -195,23 +290,29 @@ fn load(url: &str, bodies: &Arc<Vec<Vec<u8>>>, clients: usize, requests: usize) 
                         .timeout(Duration::from_secs(300))
                         .build()
                         .unwrap();
-                    let (mut lat, mut errors) = (Vec::new(), 0);
+                    let (mut lat, mut errors, mut positive) = (Vec::new(), 0, 0);
                     for i in 0..requests {
                         let body = bodies[(c * 7919 + i) % bodies.len()].clone();
                         let t = Instant::now();
-                        let ok = client
+                        let answer = client
                             .post(url)
                             .header("content-type", "image/png")
                             .body(body)
                             .send()
-                            .is_ok_and(|r| r.status().is_success() && r.bytes().is_ok());
-                        if ok {
-                            lat.push(t.elapsed().as_secs_f64());
-                        } else {
-                            errors += 1;
+                            .ok()
+                            .filter(|r| r.status().is_success())
+                            .and_then(|r| r.bytes().ok());
+                        match answer {
+                            Some(json) => {
+                                lat.push(t.elapsed().as_secs_f64());
+                                let called = br#""positive":true"#;
+                                positive +=
+                                    json.windows(called.len()).any(|w| w == called) as usize;
+                            }
+                            None => errors += 1,
                         }
                     }
-                    (lat, errors)
+                    (lat, errors, positive)
                 })
             })
             .collect();
@@ -221,7 +322,46 @@ fn load(url: &str, bodies: &Arc<Vec<Vec<u8>>>, clients: usize, requests: usize) 
         seconds: started.elapsed().as_secs_f64(),
         latencies: results.iter().flat_map(|r| r.0.iter().copied()).collect(),
         errors: results.iter().map(|r| r.1).sum(),
+        positive: results.iter().map(|r| r.2).sum(),
     }
+}
+
+/// CPU seconds used so far by each of this process's threads, summed by thread name.
+fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    let tick = 100.0; // USER_HZ, fixed at 100 on Linux
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let read = |f: &str| std::fs::read_to_string(task.path().join(f)).unwrap_or_default();
+        let (comm, stat) = (read("comm"), read("stat"));
+        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+        let rest: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or(vec![], |(_, r)| r.split_whitespace().collect());
+        let t = |i: usize| {
+            rest.get(i - 3)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        *out.entry(comm.trim().to_string()).or_insert(0.0) += (t(14) + t(15)) / tick;
+    }
+    out
+}
+
+/// CPU seconds by thread name between two readings, largest first.
+fn cpu_line(before: &std::collections::BTreeMap<String, f64>) -> String {
+    let after = cpu_by_thread();
+    let mut d: Vec<(String, f64)> = after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, v)| *v >= 0.05)
+        .collect();
+    d.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let parts: Vec<String> = d.iter().map(|(k, v)| format!("{k} {v:.1}")).collect();
+    format!("CPU s by thread: {}", parts.join(", "))
 }
 
 /// Resident memory every 250 ms until `stop`: (peak, samples).

@@ -26,8 +26,14 @@ pub trait Classifier {
     fn cams(&self, images: &Tensor) -> (Tensor, Tensor);
     /// Logits and Grad-CAM maps on the backbone's last feature map.
     fn grad_cams(&self, images: &Tensor) -> (Tensor, Tensor);
-    /// Logits and one LayerCAM map per stage in `stages`.
-    fn layer_cams(&self, images: &Tensor, stages: &[usize]) -> (Tensor, Vec<Tensor>);
+    /// Logits (every class) and one LayerCAM map per stage in `stages`, of the listed classes
+    /// only (`[B, classes.len(), h, w]`, in that order): one backward pass per class listed.
+    fn layer_cams(
+        &self,
+        images: &Tensor,
+        stages: &[usize],
+        classes: &[usize],
+    ) -> (Tensor, Vec<Tensor>);
     /// Where the cells of the last map (CAM, Grad-CAM) sit on the input.
     fn cell_grid(&self) -> CellGrid;
     /// Where the cells of stage `stage`'s map sit on the input.
@@ -71,8 +77,13 @@ impl Classifier for ChestNet {
     fn grad_cams(&self, images: &Tensor) -> (Tensor, Tensor) {
         ChestNet::grad_cams(self, images)
     }
-    fn layer_cams(&self, images: &Tensor, stages: &[usize]) -> (Tensor, Vec<Tensor>) {
-        ChestNet::layer_cams(self, images, stages)
+    fn layer_cams(
+        &self,
+        images: &Tensor,
+        stages: &[usize],
+        classes: &[usize],
+    ) -> (Tensor, Vec<Tensor>) {
+        ChestNet::layer_cams_of(self, images, stages, classes)
     }
     fn cell_grid(&self) -> CellGrid {
         ChestNet::cell_grid(self)

@@ -177,6 +177,11 @@ pub struct ClassHeat {
 }
 
 impl ClassHeat {
+    /// No map was computed (see [`batch_heat_wanted`]).
+    pub fn is_empty(&self) -> bool {
+        self.stages.iter().all(|s| s.views.is_empty())
+    }
+
     /// The map on the `side × side` input. One stage: its map as is. Several: each scaled to
     /// [0, 1] and multiplied — high only where every stage is, so a fine stage's scattered
     /// responses away from the region the deep stage picked drop out, and the deep stage's coarse
@@ -203,24 +208,29 @@ fn stage_grids(net: &dyn Classifier, kind: HeatmapKind, stages: &[usize]) -> Vec
     }
 }
 
-/// Probabilities `[B, C]` and one `[B, C, h, w]` map per stage read, all on the CPU, for one view of
-/// a batch.
+/// Probabilities `[B, C]` and one `[B, classes.len(), h, w]` map per stage read (of the classes
+/// listed, in that order), all on the CPU, for one view of a batch.
 fn probs_and_maps(
     net: &dyn Classifier,
     x: &Tensor,
     kind: HeatmapKind,
     stages: &[usize],
+    classes: &[usize],
 ) -> (Tensor, Vec<Tensor>) {
+    let pick = |m: Tensor| {
+        let index: Vec<i64> = classes.iter().map(|&c| c as i64).collect();
+        m.index_select(1, &Tensor::from_slice(&index).to_device(m.device()))
+    };
     let (logits, maps) = match kind {
         HeatmapKind::Cam => {
             let (l, m) = net.cams(x);
-            (l, vec![m])
+            (l, vec![pick(m)])
         }
         HeatmapKind::GradCam => {
             let (l, m) = net.grad_cams(x);
-            (l, vec![m])
+            (l, vec![pick(m)])
         }
-        HeatmapKind::LayerCam => net.layer_cams(x, stages),
+        HeatmapKind::LayerCam => net.layer_cams(x, stages, classes),
     };
     (
         logits.sigmoid().to_device(Device::Cpu),
@@ -252,6 +262,17 @@ pub fn batch_heat(
     x: &Tensor,
     opts: HeatOptions,
 ) -> Result<(Vec<f32>, Vec<Vec<ClassHeat>>), String> {
+    let all: Vec<usize> = (0..net.classes().len()).collect();
+    batch_heat_of(net, x, opts, &all)
+}
+
+/// [`batch_heat`] with maps for the listed classes only; the others' are empty.
+fn batch_heat_of(
+    net: &dyn Classifier,
+    x: &Tensor,
+    opts: HeatOptions,
+    of: &[usize],
+) -> Result<(Vec<f32>, Vec<Vec<ClassHeat>>), String> {
     let stages = opts.stages(net)?;
     let grids = stage_grids(net, opts.kind, &stages);
     let empty = ClassHeat {
@@ -277,7 +298,7 @@ pub fn batch_heat(
         } else {
             x.flip(&dims)
         };
-        let (p, per_stage) = probs_and_maps(net, &view, opts.kind, &stages);
+        let (p, per_stage) = probs_and_maps(net, &view, opts.kind, &stages, of);
         if v == 0 {
             probs = Vec::try_from(p.flatten(0, -1)).unwrap_or_default();
         }
@@ -288,10 +309,62 @@ pub fn batch_heat(
                 maps.flip(&dims)
             };
             for (k, cs) in split_maps(&maps).into_iter().enumerate() {
-                for (ci, m) in cs.into_iter().enumerate() {
+                for (&ci, m) in of.iter().zip(cs) {
                     heat[k][ci].stages[si].views.push((m, fx, fy));
                 }
             }
+        }
+    }
+    Ok((probs, heat))
+}
+
+/// [`batch_heat`] for the maps a caller will use. `wanted(k, probs)` says, from film `k`'s
+/// probabilities, which classes need a map; a film that needs none costs one plain forward pass,
+/// and only the films that need some go through the (far dearer) heatmap passes, for the classes
+/// some film of the batch wants. A class that film did not want may still carry a map (another
+/// film wanted it); one no film wanted carries none ([`ClassHeat::is_empty`]).
+/// Probabilities are the plain pass's, the same numbers [`batch_heat`] returns.
+pub fn batch_heat_wanted(
+    net: &dyn Classifier,
+    x: &Tensor,
+    opts: HeatOptions,
+    wanted: &dyn Fn(usize, &[f32]) -> Vec<bool>,
+) -> Result<(Vec<f32>, Vec<Vec<ClassHeat>>), String> {
+    let stages = opts.stages(net)?;
+    let classes = net.classes().len();
+    let probs: Vec<f32> = Vec::try_from(
+        net.logits(x)
+            .sigmoid()
+            .to_device(Device::Cpu)
+            .flatten(0, -1),
+    )
+    .map_err(|e: tch::TchError| e.to_string())?;
+    let empty = ClassHeat {
+        stages: stage_grids(net, opts.kind, &stages)
+            .into_iter()
+            .map(|grid| StageHeat {
+                grid,
+                views: Vec::new(),
+            })
+            .collect(),
+    };
+    let batch = x.size()[0] as usize;
+    let mut heat = vec![vec![empty; classes]; batch];
+    let wants: Vec<Vec<bool>> = (0..batch)
+        .map(|k| wanted(k, &probs[k * classes..(k + 1) * classes]))
+        .collect();
+    let films: Vec<i64> = (0..batch as i64)
+        .filter(|&k| wants[k as usize].contains(&true))
+        .collect();
+    // One backward pass per class and view: the classes any of these films wants.
+    let of: Vec<usize> = (0..classes)
+        .filter(|&c| wants.iter().any(|w| w.get(c) == Some(&true)))
+        .collect();
+    if !films.is_empty() {
+        let index = Tensor::from_slice(&films).to_device(x.device());
+        let (_, maps) = batch_heat_of(net, &x.index_select(0, &index), opts, &of)?;
+        for (&k, m) in films.iter().zip(maps) {
+            heat[k as usize] = m;
         }
     }
     Ok((probs, heat))
@@ -648,5 +721,42 @@ mod tests {
             region_recipe(Finding::Mass, 256).rule.level
         );
         assert!(region_recipe(Finding::Effusion, 512).rule.level < recipe.rule.level);
+    }
+
+    #[test]
+    fn only_wanted_films_and_classes_get_maps_and_they_equal_the_full_ones() {
+        use chestx_model::{Arch, ChestNet, ModelConfig};
+        tch::manual_seed(11);
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let mut cfg = ModelConfig::new(Arch::Resnet18, ["a", "b", "c"].map(String::from).to_vec());
+        cfg.width = Some(8);
+        cfg.input_size = 64;
+        let net = ChestNet::new(&vs.root(), cfg);
+        let x = Tensor::randn([3, 3, 64, 64], (tch::Kind::Float, Device::Cpu));
+        let opts = Localizer::regions().heat_options(&net);
+        let (p_all, full) = batch_heat(&net, &x, opts).unwrap();
+        // Film 0 wants class 2, film 1 nothing, film 2 class 0 when its probability says so.
+        let wanted = |k: usize, p: &[f32]| -> Vec<bool> {
+            (0..3)
+                .map(|c| (k == 0 && c == 2) || (k == 2 && c == 0 && p[0] >= 0.0))
+                .collect()
+        };
+        let (p, heat) = batch_heat_wanted(&net, &x, opts, &wanted).unwrap();
+        assert!(p.iter().zip(&p_all).all(|(a, b)| (a - b).abs() < 1e-6));
+        let side = 64;
+        let same = |a: &ClassHeat, b: &ClassHeat| {
+            let (a, b) = (a.on_input(side), b.on_input(side));
+            a.data
+                .iter()
+                .zip(&b.data)
+                .all(|(u, v)| (u - v).abs() < 1e-5)
+                && a.data.iter().any(|&v| v > 0.0)
+        };
+        assert!(same(&heat[0][2], &full[0][2]) && same(&heat[2][0], &full[2][0]));
+        // A class another film wanted is computed for both; one no film wanted, for none.
+        assert!(same(&heat[0][0], &full[0][0]));
+        assert!(heat[0][1].is_empty() && heat[2][1].is_empty());
+        assert!(heat[1].iter().all(ClassHeat::is_empty));
+        assert!(!full[1][1].is_empty());
     }
 }

@@ -283,6 +283,19 @@ impl ChestNet {
     /// Returns logits `[B, C]` (detached) and one `[B, C, h, w]` map per stage; one backbone pass,
     /// one backward per class from the logits down to the first stage asked for.
     pub fn layer_cams(&self, images: &Tensor, layers: &[usize]) -> (Tensor, Vec<Tensor>) {
+        let all: Vec<usize> = (0..self.config.classes.len()).collect();
+        self.layer_cams_of(images, layers, &all)
+    }
+
+    /// [`ChestNet::layer_cams`] for the classes listed only (maps `[B, classes.len(), h, w]`, in that
+    /// order; logits of every class): one backward pass per class listed, so a caller that needs a
+    /// few classes' maps pays for those alone.
+    pub fn layer_cams_of(
+        &self,
+        images: &Tensor,
+        layers: &[usize],
+        classes: &[usize],
+    ) -> (Tensor, Vec<Tensor>) {
         let n = self.backbone.len();
         assert!(
             !layers.is_empty()
@@ -304,12 +317,11 @@ impl ChestNet {
             }
         }
         let logits = self.head(&x);
-        let classes = self.config.classes.len() as i64;
         let tap_refs: Vec<&Tensor> = taps.iter().collect();
         let mut maps: Vec<Vec<Tensor>> = taps.iter().map(|_| Vec::new()).collect();
-        for c in 0..classes {
-            let score = logits.select(1, c).sum(tch::Kind::Float);
-            let grads = Tensor::run_backward(&[&score], &tap_refs, c + 1 < classes, false);
+        for (i, &c) in classes.iter().enumerate() {
+            let score = logits.select(1, c as i64).sum(tch::Kind::Float);
+            let grads = Tensor::run_backward(&[&score], &tap_refs, i + 1 < classes.len(), false);
             for (k, (g, a)) in grads.iter().zip(&taps).enumerate() {
                 maps[k].push(
                     (g.relu() * a.detach())
@@ -318,10 +330,17 @@ impl ChestNet {
                 );
             }
         }
-        (
-            logits.detach(),
-            maps.iter().map(|m| Tensor::stack(m, 1)).collect(),
-        )
+        let maps = match classes.is_empty() {
+            false => maps.iter().map(|m| Tensor::stack(m, 1)).collect(),
+            true => taps
+                .iter()
+                .map(|a| {
+                    let (b, _, h, w) = a.size4().expect("4-D stage map");
+                    Tensor::zeros([b, 0, h, w], (a.kind(), a.device()))
+                })
+                .collect(),
+        };
+        (logits.detach(), maps)
     }
 
     /// Class activation maps `[B, C, S, S]`: the transition map weighted by each class's

@@ -66,3 +66,29 @@ fn stages_out_of_range_are_refused() {
     let x = Tensor::zeros([1, 3, 64, 64], (Kind::Float, Device::Cpu));
     let _ = net(&vs).layer_cams(&x, &[5]);
 }
+
+#[test]
+fn maps_of_listed_classes_are_those_of_the_full_call_in_the_order_listed() {
+    tch::manual_seed(7);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = net(&vs);
+    let x = Tensor::randn([2, 3, 64, 64], (Kind::Float, Device::Cpu));
+    let (logits, full) = net.layer_cams(&x, &[1, 3]);
+    let (sub_logits, sub) = net.layer_cams_of(&x, &[1, 3], &[1, 0]);
+    assert!(max_diff(&logits, &sub_logits) < 1e-6);
+    for (f, s) in full.iter().zip(&sub) {
+        assert_eq!(s.size()[1], 2);
+        assert!(max_diff(&s.select(1, 0), &f.select(1, 1)) < 1e-6);
+        assert!(max_diff(&s.select(1, 1), &f.select(1, 0)) < 1e-6);
+        assert!(
+            f.max().double_value(&[]) > 0.0,
+            "an all-zero map proves nothing"
+        );
+    }
+    let (_, one) = net.layer_cams_of(&x, &[1, 3], &[1]);
+    assert!(max_diff(&one[1].select(1, 0), &full[1].select(1, 1)) < 1e-6);
+    // No class: logits only, maps with no class channel.
+    let (l, none) = net.layer_cams_of(&x, &[1, 3], &[]);
+    assert!(max_diff(&l, &logits) < 1e-6);
+    assert_eq!(none[0].size(), vec![2, 0, 16, 16]);
+}

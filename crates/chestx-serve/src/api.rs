@@ -6,7 +6,7 @@ use crate::eval_view::EvalView;
 use crate::film::{self, HeatmapChoice};
 use crate::label;
 use crate::metrics::Metrics;
-use crate::model::{ModelInfo, ModelQueue};
+use crate::model::{FilmInput, ModelInfo, ModelQueue};
 use crate::viewer;
 use axum::body::{Body, Bytes};
 use axum::extract::{
@@ -275,7 +275,11 @@ async fn predict(
     })
     .await
     .map_err(|e| ApiError::internal("decoder_failed", e.to_string()))??;
-    let reply = s.model.submit(prepared.input).map_err(|_| {
+    let input = FilmInput {
+        input: prepared.input,
+        all_maps: q.heatmaps == HeatmapChoice::All,
+    };
+    let reply = s.model.submit(input).map_err(|_| {
         ApiError::busy(format!(
             "the model's queue is full ({} films); try again shortly",
             s.model.capacity()

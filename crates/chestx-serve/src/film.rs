@@ -221,8 +221,12 @@ pub fn finish(
         .enumerate()
         .map(|(ci, (name, (heat, &p)))| {
             let threshold = model.thresholds.values[ci];
-            // An output the weights were not trained on is never called.
-            let positive = p >= threshold && !model.thresholds.untrained.contains(name);
+            let positive = model.positive(ci, p);
+            let want = match heatmaps {
+                HeatmapChoice::None => false,
+                HeatmapChoice::Positive => positive,
+                HeatmapChoice::All => true,
+            };
             let finding = name.parse().unwrap_or(Finding::NoFinding);
             let [x0, y0, width, height] = film.input_region;
             let view = chestx_image::View {
@@ -231,11 +235,14 @@ pub fn finish(
                 width,
                 height,
             };
-            let (hm, boxes) = model.localizer.film_boxes(heat, finding, side, view);
-            let want = match heatmaps {
-                HeatmapChoice::None => false,
-                HeatmapChoice::Positive => positive,
-                HeatmapChoice::All => true,
+            // The model computed a map for every class called present or asked for (and only
+            // those: the rest cost nothing here either).
+            let (hm, boxes) = match (positive || want) && !heat.is_empty() {
+                true => {
+                    let (hm, boxes) = model.localizer.film_boxes(heat, finding, side, view);
+                    (Some(hm), boxes)
+                }
+                false => (None, Vec::new()),
             };
             FindingOut {
                 finding: name.clone(),
@@ -243,7 +250,9 @@ pub fn finish(
                 threshold,
                 positive,
                 boxes: if positive { boxes } else { Vec::new() },
-                heatmap: want.then(|| png_data_url(&hm.to_u8(), hm.width as u32, hm.height as u32)),
+                heatmap: hm
+                    .filter(|_| want)
+                    .map(|hm| png_data_url(&hm.to_u8(), hm.width as u32, hm.height as u32)),
             }
         })
         .collect();

@@ -2,7 +2,7 @@
 //! batches of prepared films into probabilities and per-class heatmaps.
 
 use crate::batcher::{BatchObserver, Batcher, Reply};
-use chestx_infer::heat::{batch_heat, ClassHeat, Localizer};
+use chestx_infer::heat::{batch_heat_wanted, ClassHeat, Localizer};
 use chestx_infer::{Classifier, Run, Thresholds};
 use std::path::PathBuf;
 use tch::{Device, Tensor};
@@ -47,14 +47,35 @@ pub struct ModelInfo {
     pub device: String,
 }
 
-/// One film's scores: a probability and a heatmap per class.
+impl ModelInfo {
+    /// Whether class `ci` at probability `p` is called present: at or over its operating threshold,
+    /// and never for an output the weights were not trained on.
+    pub fn positive(&self, ci: usize, p: f32) -> bool {
+        calls(&self.thresholds, &self.classes, ci, p)
+    }
+}
+
+fn calls(t: &Thresholds, classes: &[String], ci: usize, p: f32) -> bool {
+    p >= t.values[ci] && !t.untrained.contains(&classes[ci])
+}
+
+/// One prepared film for the model (`channels × S × S` floats, as the model's preprocessing makes
+/// them), and whether the caller wants every class's heatmap or only those of findings called present.
+pub struct FilmInput {
+    pub input: Vec<f32>,
+    pub all_maps: bool,
+}
+
+/// One film's scores: a probability per class, and a heatmap for each class called present (and for
+/// every class when [`FilmInput::all_maps`]); the others' are empty ([`ClassHeat::is_empty`]).
+#[derive(Clone)]
 pub struct Scores {
     pub probs: Vec<f32>,
     pub heat: Vec<ClassHeat>,
 }
 
-/// Films in (`channels × S × S` floats, as the model's preprocessing makes them), scores out.
-pub type ModelQueue = Batcher<Vec<f32>, Scores>;
+/// Films in, scores out.
+pub type ModelQueue = Batcher<FilmInput, Scores>;
 
 /// Load the run on the model thread and start serving it.
 pub fn start(
@@ -66,9 +87,11 @@ pub fn start(
     Batcher::start(queue, max_batch, observe, move || load(spec))
 }
 
-type ScoreFn = Box<dyn FnMut(Vec<Vec<f32>>) -> Vec<Reply<Scores>>>;
+/// A loaded model's batch function: prepared films in, one reply per film out, in order.
+pub type ScoreFn = Box<dyn FnMut(Vec<FilmInput>) -> Vec<Reply<Scores>>>;
 
-fn load(spec: ModelSpec) -> Result<(ScoreFn, ModelInfo), String> {
+/// Load the run on this thread (what the batcher's worker runs; also the bench's profile).
+pub fn load(spec: ModelSpec) -> Result<(ScoreFn, ModelInfo), String> {
     let run = Run::open(&spec.run, spec.device).map_err(|e| e.to_string())?;
     let ckpt = run.checkpoint_or_best(spec.checkpoint.as_deref());
     let (vs, net) = run.load_model(&ckpt).map_err(|e| e.to_string())?;
@@ -113,13 +136,21 @@ fn load(spec: ModelSpec) -> Result<(ScoreFn, ModelInfo), String> {
     };
     let (size, classes, device) = (net.input_size(), net.classes().len(), spec.device);
     let channels = net.preprocess().channels() as i64;
-    let score = move |inputs: Vec<Vec<f32>>| -> Vec<Reply<Scores>> {
+    let (thresholds, names) = (info.thresholds.clone(), info.classes.clone());
+    let score = move |films: Vec<FilmInput>| -> Vec<Reply<Scores>> {
         let _keep = &vs; // the variables behind `net`
-        let b = inputs.len();
-        let x = Tensor::from_slice(&inputs.concat())
+        let b = films.len();
+        let pixels: Vec<f32> = films.iter().flat_map(|f| f.input.iter().copied()).collect();
+        let x = Tensor::from_slice(&pixels)
             .view([b as i64, channels, size, size])
             .to_device(device);
-        match batch_heat(&net, &x, opts) {
+        // Heatmaps cost a backward pass per class and view: only the maps a response will use.
+        let wanted = |k: usize, p: &[f32]| -> Vec<bool> {
+            (0..p.len())
+                .map(|ci| films[k].all_maps || calls(&thresholds, &names, ci, p[ci]))
+                .collect()
+        };
+        match batch_heat_wanted(&net, &x, opts, &wanted) {
             Err(e) => (0..b).map(|_| Err(e.clone())).collect(),
             Ok((p, heat)) => heat
                 .into_iter()

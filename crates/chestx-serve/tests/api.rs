@@ -70,6 +70,52 @@ fn check_prediction(v: &Value, width: u64, height: u64, heatmaps: bool) {
 }
 
 #[test]
+fn heatmaps_are_computed_for_what_the_response_uses_and_are_the_same_either_way() {
+    let Some(png) = nih_film() else {
+        return;
+    };
+    let body = std::fs::read(&png).unwrap();
+    // Threshold 1: nothing is called, so by default no map is computed, none returned, no box.
+    let none_called = serve(ThresholdSource::Fixed(1.0), Limits::default(), 8, None);
+    let (status, plain) = json(post(
+        &format!("{}/v1/predict", none_called.url),
+        "image/png",
+        body.clone(),
+    ));
+    assert_eq!(status, 200, "{plain}");
+    for f in plain["findings"].as_array().unwrap() {
+        assert_eq!(f["positive"], false, "{f}");
+        assert!(f["heatmap"].is_null() && f["boxes"].as_array().unwrap().is_empty());
+    }
+    // Asked for every heatmap, it gets them (and still no boxes): the same maps, and the same
+    // probabilities, as a server that calls every finding.
+    let url = format!("{}/v1/predict?heatmaps=all", none_called.url);
+    let (_, all) = json(post(&url, "image/png", body.clone()));
+    let every_called = serve(ThresholdSource::Fixed(0.0), Limits::default(), 8, None);
+    let url = format!("{}/v1/predict?heatmaps=all", every_called.url);
+    let (_, called) = json(post(&url, "image/png", body));
+    for (a, c) in all["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(called["findings"].as_array().unwrap())
+    {
+        assert!(a["heatmap"].as_str().is_some() && a["boxes"].as_array().unwrap().is_empty());
+        assert_eq!(a["heatmap"], c["heatmap"]);
+        assert_eq!(a["probability"], c["probability"]);
+        assert!(!c["boxes"].as_array().unwrap().is_empty(), "{c}");
+    }
+    for (a, p) in all["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(plain["findings"].as_array().unwrap())
+    {
+        assert_eq!(a["probability"], p["probability"]);
+    }
+}
+
+#[test]
 fn predicts_real_films_and_dicom_without_leaking_identifiers() {
     let (Some(png), Some(dcm)) = (nih_film(), chestx_testkit::data(DICOM)) else {
         return;
