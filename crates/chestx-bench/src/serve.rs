@@ -83,6 +83,7 @@ fn rss_mb() -> f64 {
 }
 
 pub fn run(a: ServeBenchArgs) -> Result<()> {
+    as_chestx_serve_runs()?;
     let bodies = Arc::new(read_films(&a)?);
     profile(&a, &bodies)?;
     let batches = Arc::new(Mutex::new(Vec::new()));
@@ -128,6 +129,27 @@ pub fn run(a: ServeBenchArgs) -> Result<()> {
         bail!("{} requests failed", one.errors + many.errors);
     }
     Ok(())
+}
+
+/// `chestx serve` runs libtorch's OpenMP with the passive wait policy unless the user chose one
+/// (see the `chestx` binary); the policy is read when libtorch loads, so this bench re-runs itself
+/// with it set, to measure the server as it runs.
+fn as_chestx_serve_runs() -> Result<()> {
+    const POLICY: &str = "OMP_WAIT_POLICY";
+    match std::env::var(POLICY) {
+        Ok(p) => {
+            println!("{POLICY}={p}");
+            Ok(())
+        }
+        Err(_) => {
+            use std::os::unix::process::CommandExt;
+            let e = std::process::Command::new(std::env::current_exe()?)
+                .args(std::env::args_os().skip(1))
+                .env(POLICY, "PASSIVE")
+                .exec();
+            bail!("cannot re-run the bench with {POLICY} set: {e}")
+        }
+    }
 }
 
 /// Where one prediction's time goes, outside the server: decoding and preparing a film, the model's

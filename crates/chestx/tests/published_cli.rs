@@ -311,8 +311,19 @@ fn served_with_its_own_chain_and_operating_points(model: &Path, film: &Path) {
             _ => std::thread::sleep(std::time::Duration::from_millis(300)),
         }
     };
+    // `chestx` hands serve to chestx-torch (same process) with OpenMP's passive wait, unless the
+    // caller chose a policy.
+    #[cfg(target_os = "linux")]
+    let environ = std::fs::read(format!("/proc/{}/environ", server.id())).unwrap_or_default();
     let _ = server.kill();
     let _ = server.wait();
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("OMP_WAIT_POLICY").is_none() {
+        let passive = environ
+            .split(|&b| b == 0)
+            .any(|v| v == b"OMP_WAIT_POLICY=PASSIVE");
+        assert!(passive, "chestx serve runs OpenMP's passive wait");
+    }
     let json: serde_json::Value =
         serde_json::from_str(reply.split("\r\n\r\n").nth(1).unwrap()).unwrap();
     assert_eq!(
