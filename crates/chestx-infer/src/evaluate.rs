@@ -2,7 +2,7 @@
 //! with hand-drawn boxes — the paper's localization table (accuracy and average false positives at
 //! T(IoBB) and T(IoU) thresholds) from class activation maps turned into boxes.
 
-use crate::heat::{batch_heat, ClassHeat, Localizer};
+use crate::heat::{batch_heat, BoxMethod, ClassHeat, Localizer};
 use crate::score::{batch_tensors, columns_of, known_labels, score_samples};
 use crate::subgroups::{by_subgroup, Asked, Scored, SubgroupResults};
 use crate::{youden_threshold, InferError, Run, Thresholds};
@@ -447,7 +447,21 @@ fn gather(s: &Setup, progress: &dyn Fn(usize, usize)) -> Result<Gathered, InferE
             continue;
         }
         let (x, y) = batch_tensors(&b, size, &s.columns, s.run.device);
-        let (p, heat) = batch_heat(&s.net, &x, heat_opts).map_err(InferError::Config)?;
+        let (p, mut heat) = batch_heat(&s.net, &x, heat_opts).map_err(InferError::Config)?;
+        if s.opts.localizer.method == BoxMethod::Erase {
+            let th: Vec<f32> = (0..nc)
+                .map(|ci| s.thresholds.as_ref().map_or(0.5, |t| t.values[ci]))
+                .collect();
+            crate::erase::choose_cuts(
+                &s.net,
+                &x,
+                &p,
+                &mut heat,
+                &s.classes,
+                &th,
+                &s.opts.localizer,
+            );
+        }
         let yv: Vec<f32> =
             Vec::<f32>::try_from(y.to_device(Device::Cpu).flatten(0, -1)).unwrap_or_default();
         for (k, &si) in b.samples.iter().enumerate() {

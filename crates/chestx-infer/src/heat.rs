@@ -174,6 +174,9 @@ impl StageHeat {
 #[derive(Debug, Clone)]
 pub struct ClassHeat {
     pub stages: Vec<StageHeat>,
+    /// The cut (relative to the map's peak) chosen for this film by erasure
+    /// ([`crate::erase::choose_cuts`]); `None`: the finding's recipe's.
+    pub cut: Option<f32>,
 }
 
 impl ClassHeat {
@@ -300,6 +303,7 @@ fn batch_heat_of(
                 views: Vec::new(),
             })
             .collect(),
+        cut: None,
     };
     let (batch, classes) = (x.size()[0] as usize, net.classes().len());
     let mut heat = vec![vec![empty; classes]; batch];
@@ -358,6 +362,7 @@ pub fn batch_heat_wanted(
                 views: Vec::new(),
             })
             .collect(),
+        cut: None,
     };
     let batch = x.size()[0] as usize;
     let mut heat = vec![vec![empty; classes]; batch];
@@ -392,6 +397,9 @@ pub enum BoxMethod {
     /// scale ([`region_recipe`], [`PeakRegions`]); boxes only for findings the model calls present.
     #[default]
     Regions,
+    /// Peak regions cut, film by film, at the highest level whose boxes, erased from the film, take
+    /// the finding below its operating threshold ([`crate::erase`]).
+    Erase,
 }
 
 /// A localization method with its settings.
@@ -463,14 +471,14 @@ impl Localizer {
 
     /// Whether boxes are drawn only for findings the model calls present.
     pub fn gated(&self) -> bool {
-        self.method == BoxMethod::Regions
+        self.method != BoxMethod::Paper
     }
 
     /// The maps to compute on `net`.
     pub fn heat_options(&self, net: &dyn Classifier) -> HeatOptions {
         match self.method {
             BoxMethod::Paper => self.heat,
-            BoxMethod::Regions => {
+            BoxMethod::Regions | BoxMethod::Erase => {
                 let n = net.stages();
                 let layers: Vec<usize> = (1..=n.min(3)).collect();
                 HeatOptions {
@@ -505,6 +513,13 @@ impl Localizer {
                  centroid), at most 2, only for findings called present (probability ≥ the validation \
                  split's Youden threshold)"
                 .into(),
+            BoxMethod::Erase => format!(
+                "{}; each finding's cut chosen film by film: the highest of {:?} of the peak whose \
+                 boxes, erased from the film (filled in from around them) and scored again, take the \
+                 finding below its threshold (else the cut above)",
+                Localizer::regions().describe(net),
+                crate::erase::CUTS
+            ),
         }
     }
 
@@ -546,25 +561,13 @@ impl Localizer {
                 let boxes = rule.boxes(&hm, out_w, out_h);
                 (hm, boxes)
             }
-            BoxMethod::Regions => {
-                let recipe = region_recipe(finding, side);
-                // Stage k of the recipe is map k - 1 here (the maps are of stages 1, 2, 3); a
-                // backbone with fewer stages gives what it has.
-                let picked: Vec<&StageHeat> = recipe
-                    .stages
-                    .iter()
-                    .filter_map(|&k| heat.stages.get(k - 1))
-                    .collect();
-                let picked = if picked.is_empty() {
-                    heat.stages.iter().collect()
-                } else {
-                    picked
-                };
-                // The smoothed map is the one the boxes are cut from: shown and pointed with.
-                let hm = summed_unit_maps(&picked, side).smoothed(recipe.rule.sigma);
+            BoxMethod::Regions | BoxMethod::Erase => {
+                let (hm, mut rule) = self.region_map(heat, finding, side);
+                if let Some(cut) = heat.cut.filter(|_| self.method == BoxMethod::Erase) {
+                    rule.level = cut;
+                }
                 // A finding's least box size may reach past the film's edge: keep what is on it.
-                let boxes = recipe
-                    .rule
+                let boxes = rule
                     .boxes_of_smoothed(&hm, out_w, out_h)
                     .into_iter()
                     .filter_map(|b| b.clipped(out_w, out_h))
@@ -572,6 +575,35 @@ impl Localizer {
                 (hm, boxes)
             }
         }
+    }
+}
+
+impl Localizer {
+    /// Peak regions' map of one class on the `side²` input (its recipe's stages summed, smoothed:
+    /// the map the boxes are cut from, shown and pointed with) and the rule that cuts it.
+    pub fn region_map(
+        &self,
+        heat: &ClassHeat,
+        finding: Finding,
+        side: usize,
+    ) -> (Heatmap, PeakRegions) {
+        let recipe = region_recipe(finding, side);
+        // Stage k of the recipe is map k - 1 here (the maps are of stages 1, 2, 3); a backbone
+        // with fewer stages gives what it has.
+        let picked: Vec<&StageHeat> = recipe
+            .stages
+            .iter()
+            .filter_map(|&k| heat.stages.get(k - 1))
+            .collect();
+        let picked = if picked.is_empty() {
+            heat.stages.iter().collect()
+        } else {
+            picked
+        };
+        (
+            summed_unit_maps(&picked, side).smoothed(recipe.rule.sigma),
+            recipe.rule,
+        )
     }
 }
 
@@ -627,6 +659,7 @@ mod tests {
     #[test]
     fn one_stage_is_its_own_map_unscaled() {
         let h = ClassHeat {
+            cut: None,
             stages: vec![stage(16.0, 4, &[(1, 2, 3.0)])],
         };
         let m = h.on_input(64);
@@ -646,6 +679,7 @@ mod tests {
         let fine = stage(8.0, 8, &[(5, 5, 0.6), (1, 7, 1.0)]);
         let fused = ClassHeat {
             stages: vec![fine.clone(), deep],
+            cut: None,
         }
         .on_input(64);
         assert_eq!(argmax(&fused), (40, 40));
@@ -653,7 +687,11 @@ mod tests {
         let peak = fused.data[40 * 64 + 40];
         assert!(outside < 0.05 * peak, "outside {outside} vs peak {peak}");
         // The fine stage alone would have put its peak outside.
-        let alone = ClassHeat { stages: vec![fine] }.on_input(64);
+        let alone = ClassHeat {
+            stages: vec![fine],
+            cut: None,
+        }
+        .on_input(64);
         let top = alone.data.iter().cloned().fold(f32::MIN, f32::max);
         assert_eq!(alone.data[56 * 64 + 8], top);
     }
@@ -669,6 +707,7 @@ mod tests {
         // layer1 (4-px cells): a strong speck at pixel ~12 and a weaker response at ~44; layer2
         // (8-px) and layer3 (16-px) agree on ~44–48.
         let h = ClassHeat {
+            cut: None,
             stages: vec![
                 stage(4.0, 16, &[(3, 3, 1.0), (11, 11, 0.8)]),
                 stage(
@@ -714,6 +753,7 @@ mod tests {
     fn the_paper_method_boxes_every_component_of_its_map() {
         // One stage (the paper reads the last), two hot cells far apart: two boxes at 180.
         let h = ClassHeat {
+            cut: None,
             stages: vec![stage(16.0, 4, &[(0, 0, 1.0), (3, 3, 1.0)])],
         };
         let paper = Localizer {

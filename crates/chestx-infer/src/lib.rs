@@ -11,6 +11,7 @@
 //! knows nothing of optimizers.
 
 mod classifier;
+pub mod erase;
 pub mod evaluate;
 pub mod heat;
 pub mod predict;

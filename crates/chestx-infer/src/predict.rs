@@ -1,7 +1,7 @@
 //! Predictions on new images: probabilities per finding, and heatmap boxes for the findings above
 //! their operating threshold.
 
-use crate::heat::{batch_heat, Localizer};
+use crate::heat::{batch_heat, BoxMethod, Localizer};
 use crate::{Classifier, InferError, Thresholds};
 use chestx_core::BBox;
 use chestx_eval::boxes::Heatmap;
@@ -62,6 +62,9 @@ pub fn predict_image(
             net.classes()[i % net.classes().len()],
             p[i]
         )));
+    }
+    if localizer.method == BoxMethod::Erase {
+        crate::erase::choose_cuts_at(net, &x, &p, &mut per_image, thresholds, localizer);
     }
     let classes = per_image.swap_remove(0);
     let mut heatmaps = Vec::with_capacity(classes.len());

@@ -2,7 +2,8 @@
 //! batches of prepared films into probabilities and per-class heatmaps.
 
 use crate::batcher::{BatchObserver, Batcher, Reply};
-use chestx_infer::heat::{batch_heat_wanted, ClassHeat, Localizer};
+use chestx_infer::erase::choose_cuts_at;
+use chestx_infer::heat::{batch_heat_wanted, BoxMethod, ClassHeat, Localizer};
 use chestx_infer::{Classifier, Run, Thresholds};
 use std::path::PathBuf;
 use tch::{Device, Tensor};
@@ -134,9 +135,10 @@ pub fn load(spec: ModelSpec) -> Result<(ScoreFn, ModelInfo), String> {
         training: training_summary(&run, &ckpt),
         device: format!("{:?}", spec.device),
     };
-    let (size, classes, device) = (net.input_size(), net.classes().len(), spec.device);
+    let (size, device) = (net.input_size(), spec.device);
     let channels = net.preprocess().channels() as i64;
     let (thresholds, names) = (info.thresholds.clone(), info.classes.clone());
+    let localizer = info.localizer.clone();
     let score = move |films: Vec<FilmInput>| -> Vec<Reply<Scores>> {
         let _keep = &vs; // the variables behind `net`
         let b = films.len();
@@ -152,24 +154,35 @@ pub fn load(spec: ModelSpec) -> Result<(ScoreFn, ModelInfo), String> {
         };
         match batch_heat_wanted(&net, &x, opts, &wanted) {
             Err(e) => (0..b).map(|_| Err(e.clone())).collect(),
-            Ok((p, heat)) => heat
-                .into_iter()
-                .enumerate()
-                .map(|(k, heat)| {
-                    let probs = p[k * classes..(k + 1) * classes].to_vec();
-                    match probs.iter().position(|v| !v.is_finite()) {
-                        Some(i) => Err(format!(
-                            "the model's {} probability is {} (non-finite network output)",
-                            info_class(&net, i),
-                            probs[i]
-                        )),
-                        None => Ok(Scores { probs, heat }),
-                    }
-                })
-                .collect(),
+            Ok((p, mut heat)) => {
+                if localizer.method == BoxMethod::Erase {
+                    choose_cuts_at(&net, &x, &p, &mut heat, &thresholds, &localizer);
+                }
+                replies(&net, &p, heat)
+            }
         }
     };
     Ok((Box::new(score), info))
+}
+
+/// One reply per film: its probabilities and maps, or an error when the network gave a
+/// non-finite probability.
+fn replies(net: &dyn Classifier, p: &[f32], heat: Vec<Vec<ClassHeat>>) -> Vec<Reply<Scores>> {
+    let classes = net.classes().len();
+    heat.into_iter()
+        .enumerate()
+        .map(|(k, heat)| {
+            let probs = p[k * classes..(k + 1) * classes].to_vec();
+            match probs.iter().position(|v| !v.is_finite()) {
+                Some(i) => Err(format!(
+                    "the model's {} probability is {} (non-finite network output)",
+                    info_class(net, i),
+                    probs[i]
+                )),
+                None => Ok(Scores { probs, heat }),
+            }
+        })
+        .collect()
 }
 
 fn info_class(net: &dyn Classifier, i: usize) -> String {

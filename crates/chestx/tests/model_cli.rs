@@ -211,26 +211,27 @@ fn train_eval_predict_and_refusals() {
     ok(train(&[], &run_dir));
     let before = snapshot(&run_dir);
     let eval_dir = tmp.path().join("eval");
-    let eval = |dir: &Path| {
-        run(
-            &[
-                "eval",
-                "--device",
-                "cpu",
-                "--bootstrap",
-                "20",
-                "--overlays",
-                "0",
-            ],
-            &[Path::new("--run"), &run_dir, Path::new("-o"), dir],
-        )
+    // `eval` on the run into `dir`, with `extra` arguments.
+    let eval_with = |dir: &Path, extra: &[&str]| {
+        let mut a = vec!["eval", "--device", "cpu", "--bootstrap", "20"];
+        a.extend(extra);
+        run(&a, &[Path::new("--run"), &run_dir, Path::new("-o"), dir])
     };
+    let eval = |dir: &Path| eval_with(dir, &["--overlays", "0"]);
     ok(eval(&eval_dir));
     assert_eq!(
         snapshot(&run_dir),
         before,
         "an evaluation never writes into the run"
     );
+    // Erased regions: the same split, each called finding's cut chosen by erasing and re-scoring.
+    let erase_dir = tmp.path().join("eval-erase");
+    ok(eval_with(
+        &erase_dir,
+        &["--overlays", "2", "--box-method", "erase"],
+    ));
+    let report = std::fs::read_to_string(erase_dir.join("report.md")).unwrap();
+    assert!(report.contains("erased from the film"), "{report}");
     let thresholds = eval_dir.join("thresholds.json");
     let th: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&thresholds).unwrap()).unwrap();

@@ -34,9 +34,12 @@ pub enum FlipsArg {
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum BoxMethodArg {
-    /// LayerCAM of layer2 over the film and its flips, smoothed, cut relative to the peak by the
-    /// finding's scale, boxes only for findings called present (the default).
+    /// LayerCAM of layer1 + layer2 + layer3 over the film and its flips, smoothed, cut relative to
+    /// the peak by the finding's scale, boxes only for findings called present (the default).
     Regions,
+    /// Regions cut, film by film, at the highest level whose boxes, erased from the film, take the
+    /// finding below its operating threshold.
+    Erase,
     /// ChestX-ray8's: the --heatmap map min–max scaled, every component at --heat-thresholds.
     Paper,
 }
@@ -78,6 +81,10 @@ impl BoxArgs {
                 "--heatmap, --cam-layers, --flips and --heat-thresholds set the paper's method: add --box-method paper (peak regions read their own maps)"
             ),
             BoxMethodArg::Regions => BoxMethod::Regions,
+            BoxMethodArg::Erase if paper_only => bail!(
+                "--heatmap, --cam-layers, --flips and --heat-thresholds set the paper's method: add --box-method paper (erased regions read their own maps)"
+            ),
+            BoxMethodArg::Erase => BoxMethod::Erase,
             BoxMethodArg::Paper => BoxMethod::Paper,
         };
         let paper = Localizer::paper();
