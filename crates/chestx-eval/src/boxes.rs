@@ -465,6 +465,86 @@ impl BoxQuality {
 pub const IOBB_THRESHOLDS: [f64; 5] = [0.1, 0.25, 0.5, 0.75, 0.9];
 pub const IOU_THRESHOLDS: [f64; 7] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7];
 
+/// Otsu's threshold of `values`: the level that best splits them into a dark and a bright class
+/// (the greatest between-class variance over a 256-bin histogram). Values at or above it are the
+/// bright class. `None` when the values hold no contrast.
+pub fn otsu_threshold(values: &[f32]) -> Option<f32> {
+    const BINS: usize = 256;
+    let (lo, hi) = values
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
+    if hi <= lo || !(hi - lo).is_finite() {
+        return None;
+    }
+    let k = BINS as f32 / (hi - lo);
+    let mut hist = [0f64; BINS];
+    for v in values.iter().filter(|v| v.is_finite()) {
+        hist[(((v - lo) * k) as usize).min(BINS - 1)] += 1.0;
+    }
+    let n: f64 = hist.iter().sum();
+    let total: f64 = hist.iter().enumerate().map(|(i, c)| i as f64 * c).sum();
+    let (mut w0, mut sum0, mut best, mut cut) = (0.0, 0.0, -1.0, 1);
+    for (i, c) in hist.iter().enumerate().take(BINS - 1) {
+        w0 += c;
+        sum0 += i as f64 * c;
+        let w1 = n - w0;
+        if w0 == 0.0 || w1 == 0.0 {
+            continue;
+        }
+        let d = sum0 / w0 - (total - sum0) / w1;
+        if w0 * w1 * d * d > best {
+            best = w0 * w1 * d * d;
+            cut = i + 1;
+        }
+    }
+    Some(lo + cut as f32 / k)
+}
+
+/// A focal lesion's box drawn from the film itself: inside `region` (a box the class map picked,
+/// in `film`'s pixels), the pixels at or above Otsu's threshold of the region, and the box of their
+/// largest 8-connected component.
+///
+/// Why: a class map is the lesion seen through the network's receptive fields and the smoothing
+/// before the cut, so a small lesion's region comes out wider than the lesion by a margin the
+/// map's blur sets, not the lesion; on the film an opacity is brighter than the lung around it
+/// (the film is the network's input, lightly smoothed by the caller so that noise does not split
+/// it). No setting is read from any box. Returns `region` when it holds no contrast or no pixel.
+pub fn outline_in_film(film: &Heatmap, region: &BBox) -> BBox {
+    let (fw, fh) = (film.width as f64, film.height as f64);
+    let x0 = region.x.floor().clamp(0.0, fw) as usize;
+    let y0 = region.y.floor().clamp(0.0, fh) as usize;
+    let x1 = (region.x + region.w).ceil().clamp(0.0, fw) as usize;
+    let y1 = (region.y + region.h).ceil().clamp(0.0, fh) as usize;
+    if x1 < x0 + 2 || y1 < y0 + 2 {
+        return *region;
+    }
+    let crop: Vec<f32> = (y0..y1)
+        .flat_map(|y| {
+            film.data[y * film.width + x0..y * film.width + x1]
+                .iter()
+                .copied()
+        })
+        .collect();
+    let Some(t) = otsu_threshold(&crop) else {
+        return *region;
+    };
+    let Some(c) = components(&crop, x1 - x0, t)
+        .into_iter()
+        .max_by_key(|c| c.cells)
+    else {
+        return *region;
+    };
+    BBox::new(
+        (x0 + c.x0) as f64,
+        (y0 + c.y0) as f64,
+        (c.x1 - c.x0 + 1) as f64,
+        (c.y1 - c.y0 + 1) as f64,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -768,5 +848,64 @@ mod tests {
         );
         assert!((round.x + round.w / 2.0 - 20.0).abs() < 1e-9, "{round:?}");
         assert!((round.y + round.h / 2.0 - 20.0).abs() < 1e-9, "{round:?}");
+    }
+
+    /// A 64² film: lung-dark on the left half, soft-tissue bright on the right (a film's own
+    /// anatomy), a disc of radius 5 at (20, 30) brighter than the lung, and a little seeded noise.
+    fn film_with_disc() -> Heatmap {
+        let mut state = 7u32;
+        let data = (0..64 * 64)
+            .map(|i| {
+                let (x, y) = ((i % 64) as f32 + 0.5, (i / 64) as f32 + 0.5);
+                let mut v = if x < 40.0 { 0.25 } else { 0.8 };
+                if (x - 20.0).powi(2) + (y - 30.0).powi(2) <= 25.0 {
+                    v += 0.35;
+                }
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                v + 0.02 * ((state >> 8) as f32 / (1u32 << 24) as f32 - 0.5)
+            })
+            .collect();
+        Heatmap::new(64, 64, data)
+    }
+
+    #[test]
+    fn otsu_splits_two_levels_between_them_and_refuses_a_flat_set() {
+        let mut v = vec![0.2f32; 300];
+        v.extend(vec![0.9f32; 100]);
+        let t = otsu_threshold(&v).unwrap();
+        assert!(t > 0.2 && t <= 0.9, "{t}");
+        assert_eq!(v.iter().filter(|&&x| x >= t).count(), 100);
+        assert_eq!(otsu_threshold(&[0.5; 10]), None);
+        assert_eq!(otsu_threshold(&[]), None);
+    }
+
+    #[test]
+    fn a_wide_region_around_a_disc_is_outlined_to_the_disc() {
+        let film = film_with_disc();
+        let disc = BBox::new(15.0, 25.0, 10.0, 10.0);
+        // The region a blurred map would cut: three times the disc's side, centred on it.
+        let wide = BBox::new(5.0, 15.0, 30.0, 30.0);
+        assert!(wide.iou(&disc) < 0.15);
+        let out = outline_in_film(&film, &wide);
+        assert!(out.iou(&disc) > 0.8, "{out:?}");
+        // The largest bright part wins: a region that takes in more soft tissue than lesion is
+        // outlined to the tissue (reading the film fails where a lesion borders the heart or
+        // the diaphragm).
+        let into_tissue = BBox::new(10.0, 20.0, 40.0, 20.0);
+        let out = outline_in_film(&film, &into_tissue);
+        assert!(out.x >= 39.0, "{out:?}");
+    }
+
+    #[test]
+    fn a_region_without_contrast_or_off_the_film_is_kept() {
+        let flat = Heatmap::new(32, 32, vec![0.4; 32 * 32]);
+        let b = BBox::new(4.0, 4.0, 10.0, 8.0);
+        assert_eq!(outline_in_film(&flat, &b), b);
+        let off = BBox::new(40.0, 40.0, 5.0, 5.0);
+        assert_eq!(outline_in_film(&flat, &off), off);
+        // A box that reaches past the edge is read on the part that is on the film.
+        let film = film_with_disc();
+        let out = outline_in_film(&film, &BBox::new(-10.0, 15.0, 45.0, 30.0));
+        assert!(out.iou(&BBox::new(15.0, 25.0, 10.0, 10.0)) > 0.8, "{out:?}");
     }
 }

@@ -12,8 +12,9 @@
 
 use crate::Classifier;
 use chestx_core::{BBox, CellGrid, Finding};
-use chestx_eval::boxes::{BoxRule, Heatmap, PeakRegions, PAPER_HEAT_THRESHOLDS};
-use tch::{Device, Tensor};
+use chestx_eval::boxes::{outline_in_film, BoxRule, Heatmap, PeakRegions, PAPER_HEAT_THRESHOLDS};
+use std::sync::Arc;
+use tch::{Device, Kind, Tensor};
 
 /// The paper's class activation map, Grad-CAM on the backbone's output, or LayerCAM on one or more
 /// backbone stages.
@@ -177,6 +178,10 @@ pub struct ClassHeat {
     /// The cut (relative to the map's peak) chosen for this film by erasure
     /// ([`crate::erase::choose_cuts`]); `None`: the finding's recipe's.
     pub cut: Option<f32>,
+    /// The network's input the maps were computed on (its first channel, `side × side`; any
+    /// normalization is affine, which [`outline_in_film`] does not see), shared by the film's
+    /// classes: focal findings' boxes are outlined on it. `None`: boxes from the map alone.
+    pub film: Option<Arc<Heatmap>>,
 }
 
 impl ClassHeat {
@@ -258,6 +263,23 @@ fn flip(x: &Tensor, fx: bool, fy: bool) -> Tensor {
     }
 }
 
+/// Each film's first input channel (`[B, C, H, W]` → B maps of `H × W`); none when the input
+/// cannot be read back.
+fn input_films(x: &Tensor) -> Vec<Heatmap> {
+    let g = x.select(1, 0).to_device(Device::Cpu).to_kind(Kind::Float);
+    let Ok((b, h, w)) = g.size3() else {
+        return Vec::new();
+    };
+    let v: Vec<f32> = Vec::try_from(g.flatten(0, -1)).unwrap_or_default();
+    let n = (h * w) as usize;
+    if v.len() != b as usize * n {
+        return Vec::new();
+    }
+    v.chunks(n)
+        .map(|f| Heatmap::new(w as usize, h as usize, f.to_vec()))
+        .collect()
+}
+
 /// Split `[B, C, S, S]` into per-image, per-class maps.
 fn split_maps(maps: &Tensor) -> Vec<Vec<Heatmap>> {
     let (b, c, h, w) = maps.size4().expect("4-D heatmaps");
@@ -304,9 +326,14 @@ fn batch_heat_of(
             })
             .collect(),
         cut: None,
+        film: None,
     };
     let (batch, classes) = (x.size()[0] as usize, net.classes().len());
     let mut heat = vec![vec![empty; classes]; batch];
+    for (film, classes) in input_films(x).into_iter().zip(&mut heat) {
+        let film = Arc::new(film);
+        classes.iter_mut().for_each(|c| c.film = Some(film.clone()));
+    }
     let mut probs = Vec::new();
     let views = opts.flips.views();
     // A small batch's views share one pass: on a CPU a pass of four films costs markedly less per
@@ -363,6 +390,7 @@ pub fn batch_heat_wanted(
             })
             .collect(),
         cut: None,
+        film: None,
     };
     let batch = x.size()[0] as usize;
     let mut heat = vec![vec![empty; classes]; batch];
@@ -385,6 +413,10 @@ pub fn batch_heat_wanted(
     }
     Ok((probs, heat))
 }
+
+/// The smoothing (input pixels) of the film before a box is outlined on it: enough that pixel
+/// noise does not split a lesion, far less than the map's.
+const FILM_SIGMA: f32 = 1.0;
 
 /// How findings are localized: the maps read and how each class's map becomes boxes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -424,6 +456,8 @@ impl Default for Localizer {
 pub struct RegionRecipe {
     pub stages: &'static [usize],
     pub rule: PeakRegions,
+    /// Each box is then outlined on the film ([`outline_in_film`]), where the film is at hand.
+    pub outline: bool,
 }
 
 /// The stages and cut of a finding's boxes on a `side`-px input, from the finding's scale.
@@ -438,9 +472,16 @@ pub struct RegionRecipe {
 /// A nodule is round by definition: its box is the square of its component's area around the
 /// component's centroid, since detectors that fire on its edges (averaged over mirrored views)
 /// leave one wide, flat component where the lesion is round.
+///
+/// A focal finding's box is then outlined on the film: the map says where, the film how far. Its
+/// blur widens a small lesion's region by a margin set by the map, not the lesion (on the quick
+/// study's development seed, nodule boxes at the cut were three times the lesion's area); an
+/// effusion's region is instead too small as often as too large, and its fluid borders the
+/// diaphragm, as bright as the fluid, so it is left to the map.
 pub fn region_recipe(finding: Finding, side: usize) -> RegionRecipe {
     let focal = matches!(finding, Finding::Nodule | Finding::Mass);
     RegionRecipe {
+        outline: focal,
         stages: &[1, 2, 3],
         rule: PeakRegions {
             sigma: side as f32 / 64.0,
@@ -510,8 +551,9 @@ impl Localizer {
                  to [0, 1]), averaged over the film and its three flips, smoothed (σ = side/64), cut at \
                  0.6 (focal: Nodule, Mass) or 0.4 (other findings) of the peak, a box per component \
                  peaking at ≥ 0.5 of the map's peak (for a Nodule the square of its area at its \
-                 centroid), at most 2, only for findings called present (probability ≥ the validation \
-                 split's Youden threshold)"
+                 centroid), at most 2, each focal box then outlined on the film (the largest \
+                 component at or above Otsu's threshold of the film inside it), only for findings \
+                 called present (probability ≥ the validation split's Youden threshold)"
                 .into(),
             BoxMethod::Erase => format!(
                 "{}; each finding's cut chosen film by film: the highest of {:?} of the peak whose \
@@ -566,11 +608,18 @@ impl Localizer {
                 if let Some(cut) = heat.cut.filter(|_| self.method == BoxMethod::Erase) {
                     rule.level = cut;
                 }
+                let film = heat
+                    .film
+                    .as_deref()
+                    .filter(|f| region_recipe(finding, side).outline && f.width == side)
+                    .map(|f| f.smoothed(FILM_SIGMA));
+                let (sx, sy) = (out_w / side as f64, out_h / side as f64);
                 // A finding's least box size may reach past the film's edge: keep what is on it.
                 let boxes = rule
-                    .boxes_of_smoothed(&hm, out_w, out_h)
+                    .boxes_of_smoothed(&hm, side as f64, side as f64)
                     .into_iter()
-                    .filter_map(|b| b.clipped(out_w, out_h))
+                    .map(|b| film.as_ref().map_or(b, |f| outline_in_film(f, &b)))
+                    .filter_map(|b| b.scaled(sx, sy).clipped(out_w, out_h))
                     .collect();
                 (hm, boxes)
             }
@@ -660,6 +709,7 @@ mod tests {
     fn one_stage_is_its_own_map_unscaled() {
         let h = ClassHeat {
             cut: None,
+            film: None,
             stages: vec![stage(16.0, 4, &[(1, 2, 3.0)])],
         };
         let m = h.on_input(64);
@@ -680,6 +730,7 @@ mod tests {
         let fused = ClassHeat {
             stages: vec![fine.clone(), deep],
             cut: None,
+            film: None,
         }
         .on_input(64);
         assert_eq!(argmax(&fused), (40, 40));
@@ -690,6 +741,7 @@ mod tests {
         let alone = ClassHeat {
             stages: vec![fine],
             cut: None,
+            film: None,
         }
         .on_input(64);
         let top = alone.data.iter().cloned().fold(f32::MIN, f32::max);
@@ -708,6 +760,7 @@ mod tests {
         // (8-px) and layer3 (16-px) agree on ~44–48.
         let h = ClassHeat {
             cut: None,
+            film: None,
             stages: vec![
                 stage(4.0, 16, &[(3, 3, 1.0), (11, 11, 0.8)]),
                 stage(
@@ -749,11 +802,58 @@ mod tests {
         assert!(loc.gated() && !Localizer::paper().gated());
     }
 
+    /// With the film at hand, a focal finding's box is drawn in to the opacity the map points at;
+    /// an effusion's stays the map's.
+    #[test]
+    fn focal_boxes_are_outlined_on_the_film_and_regional_ones_are_not() {
+        let maps = vec![
+            stage(4.0, 16, &[(11, 11, 1.0)]),
+            stage(8.0, 8, &[(5, 5, 1.0)]),
+            stage(16.0, 4, &[(2, 2, 1.0)]),
+        ];
+        let bare = ClassHeat {
+            stages: maps,
+            cut: None,
+            film: None,
+        };
+        let loc = Localizer::regions();
+        // Dark lung with a bright disc of radius 4 where the maps peak.
+        let (px, py) = loc.region_map(&bare, Finding::Nodule, 64).0.peak().unwrap();
+        let (cx, cy) = (px as f32 + 0.5, py as f32 + 0.5);
+        let film: Vec<f32> = (0..64 * 64)
+            .map(|i| {
+                let (x, y) = ((i % 64) as f32 + 0.5 - cx, (i / 64) as f32 + 0.5 - cy);
+                if x * x + y * y <= 16.0 {
+                    0.8
+                } else {
+                    0.2
+                }
+            })
+            .collect();
+        let seen = ClassHeat {
+            film: Some(Arc::new(Heatmap::new(64, 64, film))),
+            ..bare.clone()
+        };
+        let disc = BBox::new(cx as f64 - 4.0, cy as f64 - 4.0, 8.0, 8.0);
+        for f in [Finding::Nodule, Finding::Mass] {
+            let map_only = loc.class_boxes(&bare, f, 64, 64.0, 64.0).1[0];
+            let outlined = loc.class_boxes(&seen, f, 64, 64.0, 64.0).1[0];
+            assert!(map_only.iou(&disc) < 0.5, "{f:?} {map_only:?}");
+            assert!(outlined.iou(&disc) > 0.7, "{f:?} {outlined:?}");
+            // On a 1024-px film behind the 64-px input, the same box scaled.
+            let big = loc.class_boxes(&seen, f, 64, 1024.0, 1024.0).1[0];
+            assert_eq!(big, outlined.scaled(16.0, 16.0));
+        }
+        let effusion = |h: &ClassHeat| loc.class_boxes(h, Finding::Effusion, 64, 64.0, 64.0).1;
+        assert_eq!(effusion(&bare), effusion(&seen));
+    }
+
     #[test]
     fn the_paper_method_boxes_every_component_of_its_map() {
         // One stage (the paper reads the last), two hot cells far apart: two boxes at 180.
         let h = ClassHeat {
             cut: None,
+            film: None,
             stages: vec![stage(16.0, 4, &[(0, 0, 1.0), (3, 3, 1.0)])],
         };
         let paper = Localizer {

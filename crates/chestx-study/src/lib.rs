@@ -51,6 +51,9 @@ pub struct StudyOptions {
     pub quick: bool,
     pub seed: u64,
     pub device: tch::Device,
+    /// The network's global pooling. LSE with r = 10 by default; average pooling was tried for
+    /// maps that cover a lesion's extent and lost across seeds (docs/localization.md).
+    pub pooling: Pooling,
 }
 
 /// A finished study: its report (also written to `OUTPUT/report.md`) and how long it took.
@@ -95,7 +98,8 @@ pub fn run(
     let label_md = labelled_examples();
     let cfg = demo_config(opts, out.join("data"), size);
     say(&format!(
-        "[3/4] training ResNet-18 (width 16, stride 8) + transition + LSE + W-CEL for {} epochs",
+        "[3/4] training ResNet-18 (width 16, stride 8) + transition + {} + W-CEL for {} epochs",
+        pooling_name(opts.pooling),
         cfg.epochs
     ));
     let start = Start::New(Box::new(cfg));
@@ -158,6 +162,15 @@ fn phantoms(
     Ok((bg.len(), s, size))
 }
 
+/// The pooling in a few words, for the progress line and the report.
+fn pooling_name(p: Pooling) -> String {
+    match p {
+        Pooling::Avg => "average pooling".into(),
+        Pooling::Max => "max pooling".into(),
+        Pooling::Lse { r } => format!("LSE (r = {r})"),
+    }
+}
+
 /// Step 2: the example reports and their labels, as a Markdown table.
 fn labelled_examples() -> String {
     let labeler = Labeler::with_defaults();
@@ -194,10 +207,11 @@ fn demo_config(a: &StudyOptions, data: PathBuf, size: u32) -> TrainConfig {
     // it (layer2, see `heat::region_recipe`) carry deep features trained at that resolution.
     model.output_stride = 8;
     model.transition_dim = 128;
-    // A 1×1 transition and a sharp LSE keep class activation maps as tight as the backbone allows.
+    // A 1×1 transition and a sharp LSE (the default of `StudyOptions::pooling`) keep class
+    // activation maps as tight as the backbone allows.
     model.transition_kernel = 1;
     model.input_size = size as i64;
-    model.pooling = Pooling::Lse { r: 10.0 };
+    model.pooling = a.pooling;
     TrainConfig {
         model,
         loss: Loss::Wcel,

@@ -23,6 +23,17 @@ pub enum PoolArg {
     Lse,
 }
 
+impl PoolArg {
+    /// The pooling, with `lse_r` the sharpness where it is LSE.
+    pub fn pooling(self, lse_r: f64) -> Pooling {
+        match self {
+            PoolArg::Avg => Pooling::Avg,
+            PoolArg::Max => Pooling::Max,
+            PoolArg::Lse => Pooling::Lse { r: lse_r },
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub enum LossArg {
     Wcel,
@@ -252,11 +263,7 @@ fn new_config(a: &TrainArgs) -> Result<(PathBuf, TrainConfig)> {
     model.transition_kernel = a.transition_kernel;
     model.width = a.width;
     model.output_stride = a.output_stride;
-    model.pooling = match a.pool {
-        PoolArg::Avg => Pooling::Avg,
-        PoolArg::Max => Pooling::Max,
-        PoolArg::Lse => Pooling::Lse { r: a.lse_r },
-    };
+    model.pooling = a.pool.pooling(a.lse_r);
     let loss = match a.loss {
         LossArg::Wcel => Loss::Wcel,
         LossArg::Bce => Loss::Bce,
