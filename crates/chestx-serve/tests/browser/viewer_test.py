@@ -108,7 +108,12 @@ def evaluation(d, url, out):
     check(True, "the ROC plot and every overlay loaded")
     gallery = d.find_element(By.ID, "eval-panel")
     d.execute_script("arguments[0].scrollIntoView()", gallery)
-    img = shot(gallery, os.path.join(out, "evaluation.png"))
+    shot(gallery, os.path.join(out, "evaluation.png"))
+    # The gallery itself, scrolled into view: the panel's text above it grows with the method's
+    # description and may push the overlays below the window.
+    thumbs = d.find_element(By.ID, "gallery")
+    d.execute_script("arguments[0].scrollIntoView()", thumbs)
+    img = shot(thumbs, os.path.join(out, "gallery.png"))
     boxed = [c for c in e["cases"] if c["truth"]]
     green = count(img, near((0, 220, 0), 30))
     check(not boxed or green > 50, f"true boxes visible in the gallery ({green} green pixels, {len(boxed)} boxed overlays)")
