@@ -179,8 +179,9 @@ pub struct ClassHeat {
     /// ([`crate::erase::choose_cuts`]); `None`: the finding's recipe's.
     pub cut: Option<f32>,
     /// The network's input the maps were computed on (its first channel, `side × side`; any
-    /// normalization is affine, which [`outline_in_film`] does not see), shared by the film's
-    /// classes: focal findings' boxes are outlined on it. `None`: boxes from the map alone.
+    /// normalization is affine, which [`outline_in_film`] does not see), smoothed at
+    /// [`FILM_SIGMA`] once and shared by the film's classes: focal findings' boxes are outlined on
+    /// it. `None`: boxes from the map alone.
     pub film: Option<Arc<Heatmap>>,
 }
 
@@ -331,7 +332,7 @@ fn batch_heat_of(
     let (batch, classes) = (x.size()[0] as usize, net.classes().len());
     let mut heat = vec![vec![empty; classes]; batch];
     for (film, classes) in input_films(x).into_iter().zip(&mut heat) {
-        let film = Arc::new(film);
+        let film = Arc::new(film.smoothed(FILM_SIGMA));
         classes.iter_mut().for_each(|c| c.film = Some(film.clone()));
     }
     let mut probs = Vec::new();
@@ -611,14 +612,13 @@ impl Localizer {
                 let film = heat
                     .film
                     .as_deref()
-                    .filter(|f| region_recipe(finding, side).outline && f.width == side)
-                    .map(|f| f.smoothed(FILM_SIGMA));
+                    .filter(|f| region_recipe(finding, side).outline && f.width == side);
                 let (sx, sy) = (out_w / side as f64, out_h / side as f64);
                 // A finding's least box size may reach past the film's edge: keep what is on it.
                 let boxes = rule
                     .boxes_of_smoothed(&hm, side as f64, side as f64)
                     .into_iter()
-                    .map(|b| film.as_ref().map_or(b, |f| outline_in_film(f, &b)))
+                    .map(|b| film.map_or(b, |f| outline_in_film(f, &b)))
                     .filter_map(|b| b.scaled(sx, sy).clipped(out_w, out_h))
                     .collect();
                 (hm, boxes)
@@ -831,7 +831,7 @@ mod tests {
             })
             .collect();
         let seen = ClassHeat {
-            film: Some(Arc::new(Heatmap::new(64, 64, film))),
+            film: Some(Arc::new(Heatmap::new(64, 64, film).smoothed(FILM_SIGMA))),
             ..bare.clone()
         };
         let disc = BBox::new(cx as f64 - 4.0, cy as f64 - 4.0, 8.0, 8.0);
