@@ -459,6 +459,9 @@ pub struct RegionRecipe {
     pub rule: PeakRegions,
     /// Each box is then outlined on the film ([`outline_in_film`]), where the film is at hand.
     pub outline: bool,
+    /// Only the upright views are averaged: the film and its mirror image, not the upside-down
+    /// ones ([`Flips::Both`] computes all four).
+    pub upright: bool,
 }
 
 /// The stages and cut of a finding's boxes on a `side`-px input, from the finding's scale.
@@ -469,7 +472,9 @@ pub struct RegionRecipe {
 /// training run to the next — the sum is high where they agree. Smoothed at 1/64 of the side
 /// (4 px at 256), which joins the specks of one lesion and no more, and cut relative to the peak:
 /// at 0.6 for focal findings (a nodule, a mass: one blob, which the stages' receptive fields
-/// widen), at 0.4 for the rest (an effusion or an opacity lights up unevenly over its extent).
+/// widen), at 0.3 for the rest (an effusion or an opacity lights up unevenly over its extent, and
+/// two views averaged instead of four leave a peakier map; 0.3 was chosen on the boxes of the full
+/// demo's seeds 0 and 2, where it beat 0.4 on both).
 /// A nodule is round by definition: its box is the square of its component's area around the
 /// component's centroid, since detectors that fire on its edges (averaged over mirrored views)
 /// leave one wide, flat component where the lesion is round.
@@ -479,14 +484,22 @@ pub struct RegionRecipe {
 /// study's development seed, nodule boxes at the cut were three times the lesion's area); an
 /// effusion's region is instead too small as often as too large, and its fluid borders the
 /// diaphragm, as bright as the fluid, so it is left to the map.
+///
+/// Only a focal finding's map averages all four views. Turned upside down a nodule is still a
+/// nodule, and the upside-down views cancel a detector's vertical offset; an effusion is not: fluid
+/// lies at the base under a meniscus, an upside-down film is not a chest film, and the network's
+/// map of it points elsewhere, often at a nodule or mass on the same film (on the full demo's seed 0
+/// the effusion map's peak lay in the fluid on 66% of films with all four views, 90% with the
+/// film and its mirror image; on seed 2, 45% and 98%). The other findings keep the upright views.
 pub fn region_recipe(finding: Finding, side: usize) -> RegionRecipe {
     let focal = matches!(finding, Finding::Nodule | Finding::Mass);
     RegionRecipe {
         outline: focal,
+        upright: !focal,
         stages: &[1, 2, 3],
         rule: PeakRegions {
             sigma: side as f32 / 64.0,
-            level: if focal { 0.6 } else { 0.4 },
+            level: if focal { 0.6 } else { 0.3 },
             keep: 0.5,
             max_boxes: 2,
             round: finding == Finding::Nodule,
@@ -549,8 +562,9 @@ impl Localizer {
                 )
             }
             BoxMethod::Regions => "peak regions: LayerCAM of layer1 + layer2 + layer3 (each scaled \
-                 to [0, 1]), averaged over the film and its three flips, smoothed (σ = side/64), cut at \
-                 0.6 (focal: Nodule, Mass) or 0.4 (other findings) of the peak, a box per component \
+                 to [0, 1]), averaged over the film and its three flips (focal findings: Nodule, Mass) \
+                 or the film and its mirror image (other findings), smoothed (σ = side/64), cut at \
+                 0.6 (focal) or 0.3 (other findings) of the peak, a box per component \
                  peaking at ≥ 0.5 of the map's peak (for a Nodule the square of its area at its \
                  centroid), at most 2, each focal box then outlined on the film (the largest \
                  component at or above Otsu's threshold of the film inside it), only for findings \
@@ -649,10 +663,33 @@ impl Localizer {
         } else {
             picked
         };
+        let picked: Vec<StageHeat> = picked
+            .into_iter()
+            .map(|s| match recipe.upright {
+                true => s.upright(),
+                false => s.clone(),
+            })
+            .collect();
+        let picked: Vec<&StageHeat> = picked.iter().collect();
         (
             summed_unit_maps(&picked, side).smoothed(recipe.rule.sigma),
             recipe.rule,
         )
+    }
+}
+
+impl StageHeat {
+    /// The same stage with its upside-down views left out (all of them when every view is one).
+    fn upright(&self) -> StageHeat {
+        let views: Vec<_> = self.views.iter().filter(|v| !v.2).cloned().collect();
+        StageHeat {
+            grid: self.grid,
+            views: if views.is_empty() {
+                self.views.clone()
+            } else {
+                views
+            },
+        }
     }
 }
 
@@ -800,6 +837,77 @@ mod tests {
         let (_, big) = loc.class_boxes(&h, Finding::Nodule, 64, 1024.0, 1024.0);
         assert_eq!(big[0], nodule[0].scaled(16.0, 16.0));
         assert!(loc.gated() && !Localizer::paper().gated());
+    }
+
+    /// An effusion's map is the upright views' alone; a focal finding's averages all four. Here the
+    /// upright views light the base and the upside-down ones a spot elsewhere, more strongly.
+    #[test]
+    fn effusion_maps_leave_out_the_upside_down_views() {
+        let views = |cells: usize, stride: f64, base: (usize, usize), spot: (usize, usize)| {
+            let one = |(x, y): (usize, usize), v: f32| {
+                let mut data = vec![0.0; cells * cells];
+                data[y * cells + x] = v;
+                Heatmap::new(cells, cells, data)
+            };
+            StageHeat {
+                grid: CellGrid {
+                    stride,
+                    origin: 0.5,
+                },
+                views: vec![
+                    (one(base, 0.8), false, false),
+                    (one(base, 0.8), true, false),
+                    (one(spot, 1.0), false, true),
+                    (one(spot, 1.0), true, true),
+                ],
+            }
+        };
+        let h = ClassHeat {
+            cut: None,
+            film: None,
+            stages: vec![
+                views(16, 4.0, (4, 13), (10, 4)),
+                views(8, 8.0, (2, 6), (5, 2)),
+                views(4, 16.0, (1, 3), (2, 1)),
+            ],
+        };
+        let loc = Localizer::regions();
+        let peak = |f| loc.region_map(&h, f, 64).0.peak().unwrap();
+        let (ex, ey) = peak(Finding::Effusion);
+        assert!(ey > 40, "effusion's peak at the base: {:?}", (ex, ey));
+        let effusion = loc.class_boxes(&h, Finding::Effusion, 64, 64.0, 64.0).1;
+        assert!(!effusion.is_empty());
+        for b in &effusion {
+            let (cx, cy) = centre(b);
+            assert!(cy > 40.0, "{effusion:?} centred at {:?}", (cx, cy));
+        }
+        let keep = |range: std::ops::Range<usize>| ClassHeat {
+            stages: h
+                .stages
+                .iter()
+                .map(|s| StageHeat {
+                    grid: s.grid,
+                    views: s.views[range.clone()].to_vec(),
+                })
+                .collect(),
+            ..h.clone()
+        };
+        let map = |h: &ClassHeat, f| loc.region_map(h, f, 64).0.data;
+        // The effusion map is the upright views' map; a nodule's reads the upside-down ones too.
+        let upright = keep(0..2);
+        assert_eq!(map(&h, Finding::Effusion), map(&upright, Finding::Effusion));
+        assert_ne!(map(&h, Finding::Nodule), map(&upright, Finding::Nodule));
+        // With no upright view to keep, all views are read.
+        let flipped = keep(2..4);
+        assert_eq!(
+            map(&flipped, Finding::Effusion),
+            map(&flipped, Finding::Nodule)
+        );
+        assert!(loc
+            .region_map(&flipped, Finding::Effusion, 64)
+            .0
+            .peak()
+            .is_some());
     }
 
     /// With the film at hand, a focal finding's box is drawn in to the opacity the map points at;
