@@ -146,8 +146,16 @@ pub struct StageHeat {
 impl StageHeat {
     /// The map on the `side × side` input (raw units; views averaged).
     pub fn on_input(&self, side: usize) -> Heatmap {
+        self.views_on_input(side, false)
+    }
+
+    /// [`StageHeat::on_input`] of the upright views only (the film and its mirror image, not the
+    /// upside-down ones) when `upright` and there is one; else of every view.
+    fn views_on_input(&self, side: usize, upright: bool) -> Heatmap {
+        let upright = upright && self.views.iter().any(|v| !v.2);
+        let views: Vec<_> = self.views.iter().filter(|v| !(upright && v.2)).collect();
         let mut sum: Option<Heatmap> = None;
-        for (m, fx, fy) in &self.views {
+        for (m, fx, fy) in views.iter().copied() {
             let gx = if *fx {
                 self.grid.mirrored(side as f64, m.width)
             } else {
@@ -165,7 +173,7 @@ impl StageHeat {
             }
         }
         let mut out = sum.expect("at least one view");
-        let k = 1.0 / self.views.len() as f32;
+        let k = 1.0 / views.len() as f32;
         out.data.iter_mut().for_each(|v| *v *= k);
         out
     }
@@ -663,40 +671,19 @@ impl Localizer {
         } else {
             picked
         };
-        let picked: Vec<StageHeat> = picked
-            .into_iter()
-            .map(|s| match recipe.upright {
-                true => s.upright(),
-                false => s.clone(),
-            })
-            .collect();
-        let picked: Vec<&StageHeat> = picked.iter().collect();
         (
-            summed_unit_maps(&picked, side).smoothed(recipe.rule.sigma),
+            summed_unit_maps(&picked, side, recipe.upright).smoothed(recipe.rule.sigma),
             recipe.rule,
         )
     }
 }
 
-impl StageHeat {
-    /// The same stage with its upside-down views left out (all of them when every view is one).
-    fn upright(&self) -> StageHeat {
-        let views: Vec<_> = self.views.iter().filter(|v| !v.2).cloned().collect();
-        StageHeat {
-            grid: self.grid,
-            views: if views.is_empty() {
-                self.views.clone()
-            } else {
-                views
-            },
-        }
-    }
-}
-
-/// The stages' maps on the input, each scaled to [0, 1], summed: a region lit on any stage counts,
-/// more where several agree.
-fn summed_unit_maps(stages: &[&StageHeat], side: usize) -> Heatmap {
-    let mut maps = stages.iter().map(|s| s.on_input(side).unit_scaled());
+/// The stages' maps on the input (their upright views only, with `upright`), each scaled to
+/// [0, 1], summed: a region lit on any stage counts, more where several agree.
+fn summed_unit_maps(stages: &[&StageHeat], side: usize, upright: bool) -> Heatmap {
+    let mut maps = stages
+        .iter()
+        .map(|s| s.views_on_input(side, upright).unit_scaled());
     let first = maps.next().expect("at least one stage");
     maps.fold(first, |mut acc, m| {
         acc.data.iter_mut().zip(&m.data).for_each(|(a, b)| *a += b);
